@@ -1,0 +1,27 @@
+//! quorumkv: an embeddable, Raft-replicated, etcd-compatible key-value store.
+//!
+//! Programs host cluster nodes in-process: [`Node::start`] opens a data dir, joins or
+//! forms a Raft cluster over TCP, and serves etcd's data model (revisions, ranges,
+//! transactions, compaction) through async methods and blocking twins.
+//!
+//! ```no_run
+//! # async fn demo() -> quorumkv::Result<()> {
+//! use quorumkv::{Node, NodeConfig, PutRequest};
+//! let node = Node::start(NodeConfig::new("n1", "/tmp/qkv-n1", "127.0.0.1:7001")).await?;
+//! node.put(PutRequest::new("greeting", "hello")).await?;
+//! let kv = node.get("greeting").await?.expect("just written");
+//! assert_eq!(kv.value, b"hello");
+//! node.stop().await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod mvcc;
+mod node;
+pub(crate) mod raft;
+
+pub use error::{Error, Result};
+pub use mvcc::*;
+pub use node::{Bootstrap, Member, Node, NodeConfig, NodeStatus};

@@ -1,0 +1,190 @@
+//! On-disk encodings of the MVCC keyspaces.
+//!
+//! - `kv`:   user key → [`LiveRecord`] (the latest state of every live key)
+//! - `hist`: `escape(user key) ++ 00 01 ++ revision(be64)` → [`HistRecord`] (every version,
+//!   tombstones included, until compaction removes it)
+//! - `revs`: `revision(be64) ++ sub(be32)` → user key (the change log in revision order; the
+//!   watch hub replays history from it)
+//!
+//! `escape` doubles every `00` byte as `00 ff`, and `00 01` terminates the key, so the
+//! byte order of encoded keys is the byte order of user keys and a key range maps to one
+//! contiguous range of `hist`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mvcc::types::KeyValue;
+
+/// The latest state of a live key (the `kv` keyspace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LiveRecord {
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+}
+
+impl LiveRecord {
+    pub fn to_key_value(&self, key: &[u8], keys_only: bool) -> KeyValue {
+        KeyValue {
+            key: key.to_vec(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            value: if keys_only {
+                Vec::new()
+            } else {
+                self.value.clone()
+            },
+            lease: self.lease,
+        }
+    }
+}
+
+/// One version of a key (the `hist` keyspace). The mod revision is in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HistRecord {
+    /// `None` for a tombstone (the key was deleted at this revision).
+    pub live: Option<HistLive>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HistLive {
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+}
+
+impl HistRecord {
+    pub fn to_live(&self, mod_revision: i64) -> Option<LiveRecord> {
+        self.live.as_ref().map(|l| LiveRecord {
+            create_revision: l.create_revision,
+            mod_revision,
+            version: l.version,
+            lease: l.lease,
+            value: l.value.clone(),
+        })
+    }
+
+    pub fn from_live(live: Option<&LiveRecord>) -> Self {
+        HistRecord {
+            live: live.map(|l| HistLive {
+                create_revision: l.create_revision,
+                version: l.version,
+                lease: l.lease,
+                value: l.value.clone(),
+            }),
+        }
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("postcard encoding into a Vec cannot fail")
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("corrupt {what} record: {e}")))
+}
+
+const TERMINATOR: [u8; 2] = [0x00, 0x01];
+
+/// `escape(key) ++ 00 01`: the prefix of every `hist` entry of `key`.
+pub(crate) fn hist_prefix(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 2 + 8);
+    for &b in key {
+        out.push(b);
+        if b == 0 {
+            out.push(0xff);
+        }
+    }
+    out.extend_from_slice(&TERMINATOR);
+    out
+}
+
+/// The `hist` key of `key` at `revision`.
+pub(crate) fn hist_key(key: &[u8], revision: i64) -> Vec<u8> {
+    let mut out = hist_prefix(key);
+    out.extend_from_slice(&(revision as u64).to_be_bytes());
+    out
+}
+
+/// Splits a `hist` key into (user key, revision).
+pub(crate) fn split_hist_key(encoded: &[u8]) -> Result<(Vec<u8>, i64)> {
+    let corrupt = || Error::Storage("corrupt hist key".into());
+    if encoded.len() < 10 {
+        return Err(corrupt());
+    }
+    let (body, rev) = encoded.split_at(encoded.len() - 8);
+    let revision = u64::from_be_bytes(rev.try_into().map_err(|_| corrupt())?) as i64;
+    let body = body.strip_suffix(&TERMINATOR).ok_or_else(corrupt)?;
+    let mut key = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        key.push(body[i]);
+        if body[i] == 0 {
+            if body.get(i + 1) != Some(&0xff) {
+                return Err(corrupt());
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    Ok((key, revision))
+}
+
+/// The `revs` key of a change.
+pub(crate) fn rev_key(revision: i64, sub: u32) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[..8].copy_from_slice(&(revision as u64).to_be_bytes());
+    out[8..].copy_from_slice(&sub.to_be_bytes());
+    out
+}
+
+/// Splits a `revs` key into (revision, sub).
+#[cfg(test)]
+pub(crate) fn split_rev_key(encoded: &[u8]) -> Result<(i64, u32)> {
+    if encoded.len() != 12 {
+        return Err(Error::Storage("corrupt revs key".into()));
+    }
+    let rev = u64::from_be_bytes(encoded[..8].try_into().expect("length checked")) as i64;
+    let sub = u32::from_be_bytes(encoded[8..].try_into().expect("length checked"));
+    Ok((rev, sub))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hist_keys_round_trip_and_keep_order() {
+        let keys: Vec<&[u8]> = vec![
+            b"",
+            b"\x00",
+            b"\x00\x00",
+            b"\x00\x01",
+            b"a",
+            b"a\x00",
+            b"a\x00b",
+            b"a\x01",
+            b"b",
+            b"\xff",
+        ];
+        let mut encoded: Vec<Vec<u8>> = keys.iter().map(|k| hist_key(k, 7)).collect();
+        for (k, e) in keys.iter().zip(&encoded) {
+            assert_eq!(split_hist_key(e).unwrap(), (k.to_vec(), 7));
+        }
+        let sorted = encoded.clone();
+        encoded.sort();
+        assert_eq!(encoded, sorted, "encoding must preserve user key order");
+        assert!(hist_key(b"a", u64::MAX as i64 >> 1) < hist_key(b"a\x00", 0));
+    }
+
+    #[test]
+    fn rev_keys_sort_by_revision_then_sub() {
+        assert!(rev_key(1, 5) < rev_key(2, 0));
+        assert!(rev_key(2, 0) < rev_key(2, 1));
+        assert_eq!(split_rev_key(&rev_key(300, 9)).unwrap(), (300, 9));
+    }
+}

@@ -1,0 +1,12 @@
+//! The MVCC state machine: etcd's data model (revisions, ranges, transactions, compaction)
+//! on fjall. It knows nothing of Raft: the `raft` module feeds it committed commands.
+
+mod check;
+mod encoding;
+mod store;
+pub mod types;
+
+pub use check::{check_delete, check_put, check_range, check_txn};
+pub(crate) use store::MvccKeyspaces;
+pub use store::{MvccStore, WriteCommand, WriteResponse};
+pub use types::*;

@@ -1,0 +1,1030 @@
+//! The MVCC store: etcd's revisioned key space on fjall keyspaces.
+//!
+//! One writer (the Raft apply loop, through [`Applier`]) and many concurrent readers.
+//! Readers get a consistent view through a sequence lock around each committed batch:
+//! a read sees either all or none of one apply batch, and the revision it reports is
+//! exactly the revision of the data it read.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+
+use crate::error::{Error, Result};
+use crate::mvcc::encoding::{
+    decode, encode, hist_key, hist_prefix, rev_key, split_hist_key, HistRecord, LiveRecord,
+};
+use crate::mvcc::types::*;
+
+const META_REVISION: &[u8] = b"mvcc/revision";
+const META_COMPACT: &[u8] = b"mvcc/compact_revision";
+/// Compaction deletes in batches of this many entries so memory stays bounded.
+const COMPACT_CHUNK_ENTRIES: usize = 4096;
+
+/// A key range as etcd defines it (see [`RangeRequest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyRange {
+    /// One key.
+    Single(Vec<u8>),
+    /// `[start, end)`; `end == None` is unbounded.
+    Span(Vec<u8>, Option<Vec<u8>>),
+}
+
+impl KeyRange {
+    pub fn new(key: &[u8], range_end: &[u8]) -> Self {
+        match range_end {
+            [] => KeyRange::Single(key.to_vec()),
+            [0] => KeyRange::Span(key.to_vec(), None),
+            end => KeyRange::Span(key.to_vec(), Some(end.to_vec())),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, KeyRange::Span(s, Some(e)) if e <= s)
+    }
+
+    fn bounds(&self) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+        match self {
+            KeyRange::Single(k) => (Bound::Included(k.clone()), Bound::Included(k.clone())),
+            KeyRange::Span(s, None) => (Bound::Included(s.clone()), Bound::Unbounded),
+            KeyRange::Span(s, Some(e)) => (Bound::Included(s.clone()), Bound::Excluded(e.clone())),
+        }
+    }
+
+    fn hist_bounds(&self) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+        match self {
+            KeyRange::Single(k) => {
+                let p = hist_prefix(k);
+                let mut end = p.clone();
+                end.extend_from_slice(&[0xff; 8]);
+                (Bound::Included(p), Bound::Included(end))
+            }
+            KeyRange::Span(s, None) => (Bound::Included(hist_prefix(s)), Bound::Unbounded),
+            KeyRange::Span(s, Some(e)) => (
+                Bound::Included(hist_prefix(s)),
+                Bound::Excluded(hist_prefix(e)),
+            ),
+        }
+    }
+}
+
+/// The fjall keyspaces that hold MVCC data.
+#[derive(Clone)]
+pub(crate) struct MvccKeyspaces {
+    pub kv: Keyspace,
+    pub hist: Keyspace,
+    pub revs: Keyspace,
+    pub meta: Keyspace,
+}
+
+impl MvccKeyspaces {
+    pub fn open(db: &Database) -> Result<Self> {
+        let opts = KeyspaceCreateOptions::default;
+        Ok(MvccKeyspaces {
+            kv: db.keyspace("mvcc_kv", opts)?,
+            hist: db.keyspace("mvcc_hist", opts)?,
+            revs: db.keyspace("mvcc_revs", opts)?,
+            meta: db.keyspace("sm_meta", opts)?,
+        })
+    }
+
+    /// The keyspaces a state-machine snapshot carries, with their one-byte tags.
+    pub fn tagged(&self) -> [(u8, &Keyspace); 4] {
+        [
+            (1, &self.kv),
+            (2, &self.hist),
+            (3, &self.revs),
+            (4, &self.meta),
+        ]
+    }
+}
+
+/// The MVCC store. `Send + Sync`; reads may run on any thread at any time.
+pub struct MvccStore {
+    db: Database,
+    ks: MvccKeyspaces,
+    /// Sequence lock: odd while a batch is being committed.
+    seq: AtomicU64,
+    revision: AtomicI64,
+    compact_revision: AtomicI64,
+}
+
+impl MvccStore {
+    /// Opens the MVCC keyspaces of `db`, recovering revision and compaction point.
+    pub(crate) fn open(db: Database) -> Result<Self> {
+        let ks = MvccKeyspaces::open(&db)?;
+        let store = MvccStore {
+            db,
+            ks,
+            seq: AtomicU64::new(0),
+            revision: AtomicI64::new(1),
+            compact_revision: AtomicI64::new(0),
+        };
+        store.reload_counters()?;
+        Ok(store)
+    }
+
+    /// Re-reads the revision counters from disk (after open or a snapshot install).
+    pub(crate) fn reload_counters(&self) -> Result<()> {
+        let read = |k: &[u8], default: i64| -> Result<i64> {
+            Ok(match self.ks.meta.get(k)? {
+                Some(v) => decode(&v, "revision")?,
+                None => default,
+            })
+        };
+        self.revision
+            .store(read(META_REVISION, 1)?, Ordering::Release);
+        self.compact_revision
+            .store(read(META_COMPACT, 0)?, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn keyspaces(&self) -> &MvccKeyspaces {
+        &self.ks
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The current revision (1 for an empty store, as in etcd).
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// The revision the store is compacted to (0: never compacted).
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` so that it observes no half-committed batch; returns its result with the
+    /// revision of the state it observed.
+    fn consistent<T>(&self, f: impl Fn() -> Result<T>) -> Result<(T, i64)> {
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let rev = self.revision.load(Ordering::Acquire);
+            let out = f()?;
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Acquire) == s1 {
+                return Ok((out, rev));
+            }
+        }
+    }
+
+    /// A point-in-time view of the whole store.
+    pub(crate) fn read_view(&self) -> Result<SnapshotView<'_>> {
+        let ((snap, compact), revision) = self.consistent(|| {
+            Ok((
+                self.db.snapshot(),
+                self.compact_revision.load(Ordering::Acquire),
+            ))
+        })?;
+        Ok(SnapshotView {
+            store: self,
+            snap,
+            revision,
+            compact,
+        })
+    }
+
+    /// Serves a range from the local state (no Raft round).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        if req.range_end.is_empty() && req.revision <= 0 && !req.count_only {
+            return self.get_fast(req);
+        }
+        let view = self.read_view()?;
+        execute_range(&view, req)
+    }
+
+    /// One key at the current revision: one point read under the sequence lock.
+    fn get_fast(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let (value, revision) = self.consistent(|| Ok(self.ks.kv.get(&req.key)?))?;
+        let mut resp = RangeResponse {
+            header: ResponseHeader {
+                revision,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        if let Some(v) = value {
+            let rec: LiveRecord = decode(&v, "kv")?;
+            resp.count = 1;
+            let passes = filters_pass(req, &rec);
+            if passes && req.limit >= 0 {
+                resp.kvs.push(rec.to_key_value(&req.key, req.keys_only));
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Serves a read-only transaction from the local state.
+    pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        debug_assert!(req.is_read_only());
+        let view = self.read_view()?;
+        let succeeded = compares_hold(&view, &req.compare)?;
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(execute_range(&view, r)?),
+                RequestOp::Txn(t) => ResponseOp::Txn(self.txn_read_only_in(&view, t)?),
+                _ => return Err(Error::internal("write op in read-only txn")),
+            });
+        }
+        Ok(TxnResponse {
+            header: header_at(view.revision),
+            succeeded,
+            responses,
+        })
+    }
+
+    fn txn_read_only_in(&self, view: &SnapshotView<'_>, req: &TxnRequest) -> Result<TxnResponse> {
+        let succeeded = compares_hold(view, &req.compare)?;
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(execute_range(view, r)?),
+                RequestOp::Txn(t) => ResponseOp::Txn(self.txn_read_only_in(view, t)?),
+                _ => return Err(Error::internal("write op in read-only txn")),
+            });
+        }
+        Ok(TxnResponse {
+            header: header_at(view.revision),
+            succeeded,
+            responses,
+        })
+    }
+
+    /// Starts an apply batch. Only the Raft apply loop calls this, one batch at a time.
+    pub(crate) fn applier(&self) -> Applier<'_> {
+        Applier {
+            store: self,
+            batch: self.db.batch(),
+            overlay: BTreeMap::new(),
+            revision: self.revision(),
+            compact: self.compact_revision(),
+            writes: 0,
+        }
+    }
+
+    /// Publishes a committed batch's counters under the sequence lock.
+    fn commit_batch(
+        &self,
+        batch: fjall::OwnedWriteBatch,
+        revision: i64,
+        compact: i64,
+    ) -> Result<()> {
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        let result = batch.commit();
+        if result.is_ok() {
+            debug_assert!(revision >= self.revision(), "revisions only grow");
+            self.revision.store(revision, Ordering::Release);
+            self.compact_revision.store(compact, Ordering::Release);
+        }
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        result.map_err(Error::from)
+    }
+
+    /// Removes every version that no read at or after `compact` can see, in bounded chunks.
+    fn compact_physically(&self, compact: i64) -> Result<()> {
+        let end = rev_key(compact, 0);
+        loop {
+            let mut entries = Vec::with_capacity(COMPACT_CHUNK_ENTRIES);
+            for g in self
+                .ks
+                .revs
+                .range(..end.to_vec())
+                .take(COMPACT_CHUNK_ENTRIES)
+            {
+                entries.push(g.into_inner()?);
+            }
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let mut batch = self.db.batch();
+            let mut seen = std::collections::BTreeSet::new();
+            for (k, user_key) in &entries {
+                batch.remove(&self.ks.revs, k.clone());
+                if seen.insert(user_key.to_vec()) {
+                    self.compact_key_history(&mut batch, user_key, compact)?;
+                }
+            }
+            batch.commit()?;
+        }
+    }
+
+    /// Keeps the newest version of `key` at or below `compact` (unless it is a tombstone)
+    /// and removes the older ones.
+    fn compact_key_history(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        key: &[u8],
+        compact: i64,
+    ) -> Result<()> {
+        let versions: Vec<_> = self
+            .ks
+            .hist
+            .range(hist_key(key, 0)..=hist_key(key, compact))
+            .map(|g| g.into_inner())
+            .collect::<std::result::Result<_, _>>()?;
+        let Some((last_key, last_value)) = versions.last() else {
+            return Ok(());
+        };
+        let last_is_tombstone = decode::<HistRecord>(last_value, "hist")?.live.is_none();
+        for (k, _) in &versions[..versions.len() - 1] {
+            batch.remove(&self.ks.hist, k.clone());
+        }
+        if last_is_tombstone {
+            batch.remove(&self.ks.hist, last_key.clone());
+        }
+        Ok(())
+    }
+}
+
+fn header_at(revision: i64) -> ResponseHeader {
+    ResponseHeader {
+        revision,
+        ..Default::default()
+    }
+}
+
+/// What range execution needs from a view of the store.
+pub(crate) trait View {
+    /// The view's current revision.
+    fn revision(&self) -> i64;
+    /// The compaction point.
+    fn compact_revision(&self) -> i64;
+    /// Calls `f` for each live key in `range` at the current revision, in key order,
+    /// until it returns `false`.
+    fn scan_live(
+        &self,
+        range: &KeyRange,
+        f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool,
+    ) -> Result<()>;
+    /// The hist keyspace as seen by this view, over `bounds`.
+    fn scan_hist(
+        &self,
+        range: &KeyRange,
+        f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool,
+    ) -> Result<()>;
+}
+
+/// A consistent snapshot of the store for reads.
+pub(crate) struct SnapshotView<'a> {
+    store: &'a MvccStore,
+    snap: fjall::Snapshot,
+    revision: i64,
+    compact: i64,
+}
+
+impl View for SnapshotView<'_> {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    fn compact_revision(&self) -> i64 {
+        self.compact
+    }
+
+    fn scan_live(
+        &self,
+        range: &KeyRange,
+        f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool,
+    ) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        for g in self.snap.range(&self.store.ks.kv, range.bounds()) {
+            let (k, v) = g.into_inner()?;
+            if !f(&k, &decode(&v, "kv")?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_hist(
+        &self,
+        range: &KeyRange,
+        f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool,
+    ) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        for g in self.snap.range(&self.store.ks.hist, range.hist_bounds()) {
+            let (k, v) = g.into_inner()?;
+            let (key, rev) = split_hist_key(&k)?;
+            if !f(&key, rev, &decode(&v, "hist")?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Visits the live keys of `range` as of `revision` (which must be readable).
+fn visit_at(
+    view: &dyn View,
+    range: &KeyRange,
+    revision: i64,
+    f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool,
+) -> Result<()> {
+    if revision >= view.revision() {
+        return view.scan_live(range, f);
+    }
+    // Walk every version in key order; emit each key's newest version at or below `revision`.
+    let mut current: Option<(Vec<u8>, Option<LiveRecord>)> = None;
+    let mut stop = false;
+    view.scan_hist(range, &mut |key, rev, rec| {
+        if current.as_ref().is_some_and(|(k, _)| k.as_slice() != key) {
+            if let Some((k, Some(live))) = current.take() {
+                if !f(&k, &live) {
+                    stop = true;
+                    return false;
+                }
+            }
+        }
+        if current.is_none() {
+            current = Some((key.to_vec(), None));
+        }
+        if rev <= revision {
+            if let Some((_, state)) = current.as_mut() {
+                *state = rec.to_live(rev);
+            }
+        }
+        true
+    })?;
+    if !stop {
+        if let Some((k, Some(live))) = current {
+            f(&k, &live);
+        }
+    }
+    Ok(())
+}
+
+fn filters_pass(r: &RangeRequest, kv: &LiveRecord) -> bool {
+    (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
+        && (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
+        && (r.max_create_revision == 0 || kv.create_revision <= r.max_create_revision)
+        && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
+}
+
+fn has_filters(r: &RangeRequest) -> bool {
+    r.max_mod_revision != 0
+        || r.min_mod_revision != 0
+        || r.max_create_revision != 0
+        || r.min_create_revision != 0
+}
+
+/// Checks that `revision` (0: current) is readable in `view`.
+fn check_read_revision(view: &dyn View, revision: i64) -> Result<i64> {
+    let current = view.revision();
+    if revision > current {
+        return Err(Error::FutureRevision);
+    }
+    let rev = if revision <= 0 { current } else { revision };
+    if rev < view.compact_revision() {
+        return Err(Error::Compacted {
+            compact_revision: view.compact_revision(),
+        });
+    }
+    Ok(rev)
+}
+
+/// etcd's range semantics: count before limit and filters, filters, sort, then limit.
+pub(crate) fn execute_range(view: &dyn View, r: &RangeRequest) -> Result<RangeResponse> {
+    let rev = check_read_revision(view, r.revision)?;
+    let range = KeyRange::new(&r.key, &r.range_end);
+    let default_order = r.sort_target == SortTarget::Key
+        && matches!(r.sort_order, SortOrder::None | SortOrder::Ascend);
+    let fetch_all = !default_order || has_filters(r);
+    let fetch_limit = if r.limit > 0 && !fetch_all {
+        r.limit as usize + 1
+    } else {
+        usize::MAX
+    };
+    let mut count = 0i64;
+    let mut kvs = Vec::new();
+    visit_at(view, &range, rev, &mut |key, rec| {
+        count += 1;
+        if !r.count_only && kvs.len() < fetch_limit && filters_pass(r, rec) {
+            kvs.push(rec.to_key_value(key, r.keys_only));
+        }
+        true
+    })?;
+    sort_kvs(&mut kvs, r.sort_order, r.sort_target);
+    let mut more = false;
+    if r.limit > 0 && kvs.len() > r.limit as usize {
+        kvs.truncate(r.limit as usize);
+        more = true;
+    }
+    Ok(RangeResponse {
+        header: header_at(view.revision()),
+        kvs,
+        more,
+        count,
+    })
+}
+
+fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+    let order = match (order, target) {
+        (SortOrder::None, SortTarget::Key) => return,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (o, _) => o,
+    };
+    let cmp = |a: &KeyValue, b: &KeyValue| match target {
+        SortTarget::Key => a.key.cmp(&b.key),
+        SortTarget::Version => a.version.cmp(&b.version),
+        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+        SortTarget::Value => a.value.cmp(&b.value),
+    };
+    match order {
+        SortOrder::Descend => kvs.sort_by(|a, b| cmp(b, a)),
+        _ => kvs.sort_by(cmp),
+    }
+}
+
+/// etcd's `applyCompares`: every compare must hold.
+pub(crate) fn compares_hold(view: &dyn View, compares: &[Compare]) -> Result<bool> {
+    for c in compares {
+        if !compare_holds(view, c)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn compare_holds(view: &dyn View, c: &Compare) -> Result<bool> {
+    let range = KeyRange::new(&c.key, &c.range_end);
+    let mut any = false;
+    let mut all = true;
+    view.scan_live(&range, &mut |_, rec| {
+        any = true;
+        all = compare_one(c, Some(rec));
+        all
+    })?;
+    if !any {
+        return Ok(!matches!(c.target, CompareTarget::Value(_)) && compare_one(c, None));
+    }
+    Ok(all)
+}
+
+fn compare_one(c: &Compare, rec: Option<&LiveRecord>) -> bool {
+    use std::cmp::Ordering as O;
+    let ord = match &c.target {
+        CompareTarget::Version(v) => rec.map_or(0, |r| r.version).cmp(v),
+        CompareTarget::Create(v) => rec.map_or(0, |r| r.create_revision).cmp(v),
+        CompareTarget::Mod(v) => rec.map_or(0, |r| r.mod_revision).cmp(v),
+        CompareTarget::Lease(v) => rec.map_or(0, |r| r.lease).cmp(v),
+        CompareTarget::Value(v) => rec
+            .map_or(&[][..], |r| r.value.as_slice())
+            .cmp(v.as_slice()),
+    };
+    match c.result {
+        CompareResult::Equal => ord == O::Equal,
+        CompareResult::NotEqual => ord != O::Equal,
+        CompareResult::Greater => ord == O::Greater,
+        CompareResult::Less => ord == O::Less,
+    }
+}
+
+/// A state-changing command, as replicated through the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WriteCommand {
+    /// A put.
+    Put(PutRequest),
+    /// A delete.
+    DeleteRange(DeleteRangeRequest),
+    /// A transaction (possibly read-only when it must be linearized with writes).
+    Txn(TxnRequest),
+    /// A compaction.
+    Compact(CompactionRequest),
+}
+
+/// The result of applying a [`WriteCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WriteResponse {
+    /// Result of a put.
+    Put(PutResponse),
+    /// Result of a delete.
+    DeleteRange(DeleteRangeResponse),
+    /// Result of a transaction.
+    Txn(TxnResponse),
+    /// Result of a compaction.
+    Compact(CompactionResponse),
+}
+
+impl WriteResponse {
+    /// The header of the response.
+    pub fn header_mut(&mut self) -> &mut ResponseHeader {
+        match self {
+            WriteResponse::Put(r) => &mut r.header,
+            WriteResponse::DeleteRange(r) => &mut r.header,
+            WriteResponse::Txn(r) => &mut r.header,
+            WriteResponse::Compact(r) => &mut r.header,
+        }
+    }
+}
+
+/// Applies commands into one fjall batch. Later commands in the batch see earlier ones
+/// through an overlay; nothing is visible to readers until [`Applier::commit`].
+pub(crate) struct Applier<'a> {
+    store: &'a MvccStore,
+    batch: fjall::OwnedWriteBatch,
+    /// Latest state of keys written in this batch (`None`: deleted).
+    overlay: BTreeMap<Vec<u8>, Option<LiveRecord>>,
+    revision: i64,
+    compact: i64,
+    writes: usize,
+}
+
+impl View for Applier<'_> {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    fn compact_revision(&self) -> i64 {
+        self.compact
+    }
+
+    fn scan_live(
+        &self,
+        range: &KeyRange,
+        f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool,
+    ) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        // Merge the committed keys with the overlay, the overlay winning.
+        let over: Vec<(&Vec<u8>, &Option<LiveRecord>)> =
+            self.overlay.range(range.bounds()).collect();
+        let mut oi = 0;
+        let emit =
+            |f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool, k: &[u8], rec: &Option<LiveRecord>| {
+                rec.as_ref().is_none_or(|r| f(k, r))
+            };
+        for g in self.store.ks.kv.range(range.bounds()) {
+            let (bk, bv) = g.into_inner()?;
+            while oi < over.len() && over[oi].0.as_slice() < &*bk {
+                if !emit(f, over[oi].0, over[oi].1) {
+                    return Ok(());
+                }
+                oi += 1;
+            }
+            if oi < over.len() && over[oi].0.as_slice() == &*bk {
+                if !emit(f, over[oi].0, over[oi].1) {
+                    return Ok(());
+                }
+                oi += 1;
+                continue;
+            }
+            if !f(&bk, &decode(&bv, "kv")?) {
+                return Ok(());
+            }
+        }
+        while oi < over.len() {
+            if !emit(f, over[oi].0, over[oi].1) {
+                return Ok(());
+            }
+            oi += 1;
+        }
+        Ok(())
+    }
+
+    fn scan_hist(
+        &self,
+        range: &KeyRange,
+        f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool,
+    ) -> Result<()> {
+        // Past revisions are below every revision written in this batch, so the committed
+        // history is complete for them.
+        if range.is_empty() {
+            return Ok(());
+        }
+        for g in self.store.ks.hist.range(range.hist_bounds()) {
+            let (k, v) = g.into_inner()?;
+            let (key, rev) = split_hist_key(&k)?;
+            if !f(&key, rev, &decode(&v, "hist")?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Applier<'_> {
+    fn live(&self, key: &[u8]) -> Result<Option<LiveRecord>> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        match self.store.ks.kv.get(key)? {
+            Some(v) => Ok(Some(decode(&v, "kv")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether this batch holds writes not yet committed.
+    pub fn is_dirty(&self) -> bool {
+        self.writes > 0
+    }
+
+    /// Applies one command. On `Err` nothing of the command was written (errors are found
+    /// before the first write); storage errors are fatal for the node.
+    pub fn apply(
+        &mut self,
+        cmd: &WriteCommand,
+        lease_exists: &dyn Fn(i64) -> bool,
+    ) -> Result<WriteResponse> {
+        match cmd {
+            WriteCommand::Put(p) => {
+                self.check_put(p, lease_exists)?;
+                let mut tx = TxnWrite::new(self.revision + 1);
+                let resp = tx.put(self, p)?;
+                self.finish(tx);
+                Ok(WriteResponse::Put(resp))
+            }
+            WriteCommand::DeleteRange(d) => {
+                let mut tx = TxnWrite::new(self.revision + 1);
+                let resp = tx.delete(self, d)?;
+                self.finish(tx);
+                Ok(WriteResponse::DeleteRange(resp))
+            }
+            WriteCommand::Txn(t) => {
+                if self.is_dirty() && has_past_reads(t) {
+                    // Past reads use committed history; publish this batch's writes first.
+                    self.flush()?;
+                }
+                let mut path = Vec::new();
+                compare_path(self, t, &mut path)?;
+                self.check_txn_path(t, &path, &mut 0, lease_exists)?;
+                let mut tx = TxnWrite::new(self.revision + 1);
+                let mut resp = tx.txn(self, t, &path, &mut 0)?;
+                self.finish(tx);
+                set_txn_revision(&mut resp, self.revision);
+                Ok(WriteResponse::Txn(resp))
+            }
+            WriteCommand::Compact(c) => self.compact(c),
+        }
+    }
+
+    fn check_put(&self, p: &PutRequest, lease_exists: &dyn Fn(i64) -> bool) -> Result<()> {
+        if (p.ignore_value || p.ignore_lease) && self.live(&p.key)?.is_none() {
+            return Err(Error::KeyNotFound);
+        }
+        if p.lease != 0 && !lease_exists(p.lease) {
+            return Err(Error::LeaseNotFound);
+        }
+        Ok(())
+    }
+
+    /// etcd's `checkTxn` along the chosen path, against the pre-transaction state.
+    fn check_txn_path(
+        &self,
+        t: &TxnRequest,
+        path: &[bool],
+        at: &mut usize,
+        lease_exists: &dyn Fn(i64) -> bool,
+    ) -> Result<()> {
+        let ok = path[*at];
+        *at += 1;
+        for op in if ok { &t.success } else { &t.failure } {
+            match op {
+                RequestOp::Range(r) => {
+                    check_read_revision(self, r.revision)?;
+                }
+                RequestOp::Put(p) => self.check_put(p, lease_exists)?,
+                RequestOp::DeleteRange(_) => {}
+                RequestOp::Txn(n) => self.check_txn_path(n, path, at, lease_exists)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, tx: TxnWrite) {
+        if tx.sub > 0 {
+            self.revision = tx.revision;
+            self.writes += tx.sub as usize;
+            self.batch
+                .insert(&self.store.ks.meta, META_REVISION, encode(&self.revision));
+        }
+    }
+
+    fn compact(&mut self, c: &CompactionRequest) -> Result<WriteResponse> {
+        if c.revision <= self.compact {
+            return Err(Error::Compacted {
+                compact_revision: self.compact,
+            });
+        }
+        if c.revision > self.revision {
+            return Err(Error::FutureRevision);
+        }
+        self.compact = c.revision;
+        self.batch
+            .insert(&self.store.ks.meta, META_COMPACT, encode(&c.revision));
+        // Publish everything so far, then delete the unreachable versions.
+        self.flush()?;
+        self.store.compact_physically(c.revision)?;
+        Ok(WriteResponse::Compact(CompactionResponse {
+            header: header_at(self.revision),
+        }))
+    }
+
+    /// Commits what is pending and starts a new batch.
+    fn flush(&mut self) -> Result<()> {
+        let batch = std::mem::replace(&mut self.batch, self.store.db.batch());
+        self.store
+            .commit_batch(batch, self.revision, self.compact)?;
+        self.overlay.clear();
+        self.writes = 0;
+        Ok(())
+    }
+
+    /// Adds `(key, value)` pairs of the caller (Raft's applied log id and membership) to
+    /// the batch, so they commit atomically with the data.
+    pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) {
+        self.batch.insert(&self.store.ks.meta, key.to_vec(), value);
+    }
+
+    /// Commits the batch and publishes it to readers. No fsync: the Raft log is the
+    /// source of truth and is replayed after a crash.
+    pub fn commit(mut self) -> Result<()> {
+        self.flush()
+    }
+
+    fn write_live(&mut self, key: &[u8], rec: Option<LiveRecord>, revision: i64, sub: u32) {
+        let ks = &self.store.ks;
+        match &rec {
+            Some(r) => self.batch.insert(&ks.kv, key.to_vec(), encode(r)),
+            None => self.batch.remove(&ks.kv, key.to_vec()),
+        }
+        self.batch.insert(
+            &ks.hist,
+            hist_key(key, revision),
+            encode(&HistRecord::from_live(rec.as_ref())),
+        );
+        self.batch
+            .insert(&ks.revs, rev_key(revision, sub).to_vec(), key.to_vec());
+        self.overlay.insert(key.to_vec(), rec);
+    }
+}
+
+fn has_past_reads(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| match op {
+        RequestOp::Range(r) => r.revision > 0,
+        RequestOp::Txn(n) => has_past_reads(n),
+        _ => false,
+    })
+}
+
+/// Sets the header revision of a txn response and its nested responses.
+fn set_txn_revision(resp: &mut TxnResponse, revision: i64) {
+    resp.header.revision = revision;
+    for r in &mut resp.responses {
+        match r {
+            ResponseOp::Range(x) => x.header.revision = revision,
+            ResponseOp::Put(x) => x.header.revision = revision,
+            ResponseOp::DeleteRange(x) => x.header.revision = revision,
+            ResponseOp::Txn(x) => set_txn_revision(x, revision),
+        }
+    }
+}
+
+/// etcd's `compareToPath`: every compare of the transaction and of the nested
+/// transactions on the chosen path, evaluated before any write.
+fn compare_path(view: &dyn View, t: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+    let ok = compares_hold(view, &t.compare)?;
+    path.push(ok);
+    for op in if ok { &t.success } else { &t.failure } {
+        if let RequestOp::Txn(n) = op {
+            compare_path(view, n, path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The writes of one command: all at one revision, numbered by `sub`.
+struct TxnWrite {
+    revision: i64,
+    sub: u32,
+}
+
+impl TxnWrite {
+    fn new(revision: i64) -> Self {
+        TxnWrite { revision, sub: 0 }
+    }
+
+    fn put(&mut self, a: &mut Applier<'_>, p: &PutRequest) -> Result<PutResponse> {
+        let prev = a.live(&p.key)?;
+        let value = if p.ignore_value {
+            prev.as_ref().map(|r| r.value.clone()).unwrap_or_default()
+        } else {
+            p.value.clone()
+        };
+        let lease = if p.ignore_lease {
+            prev.as_ref().map_or(0, |r| r.lease)
+        } else {
+            p.lease
+        };
+        let rec = LiveRecord {
+            create_revision: prev.as_ref().map_or(self.revision, |r| r.create_revision),
+            mod_revision: self.revision,
+            version: prev.as_ref().map_or(0, |r| r.version) + 1,
+            lease,
+            value,
+        };
+        a.write_live(&p.key, Some(rec), self.revision, self.sub);
+        self.sub += 1;
+        Ok(PutResponse {
+            header: header_at(self.revision),
+            prev_kv: if p.prev_kv {
+                prev.map(|r| r.to_key_value(&p.key, false))
+            } else {
+                None
+            },
+        })
+    }
+
+    fn delete(
+        &mut self,
+        a: &mut Applier<'_>,
+        d: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse> {
+        let range = KeyRange::new(&d.key, &d.range_end);
+        let mut victims = Vec::new();
+        a.scan_live(&range, &mut |k, rec| {
+            victims.push((k.to_vec(), rec.clone()));
+            true
+        })?;
+        for (k, _) in &victims {
+            a.write_live(k, None, self.revision, self.sub);
+            self.sub += 1;
+        }
+        let revision = if self.sub > 0 {
+            self.revision
+        } else {
+            a.revision
+        };
+        Ok(DeleteRangeResponse {
+            header: header_at(revision),
+            deleted: victims.len() as i64,
+            prev_kvs: if d.prev_kv {
+                victims
+                    .iter()
+                    .map(|(k, r)| r.to_key_value(k, false))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    fn txn(
+        &mut self,
+        a: &mut Applier<'_>,
+        t: &TxnRequest,
+        path: &[bool],
+        at: &mut usize,
+    ) -> Result<TxnResponse> {
+        let succeeded = path[*at];
+        *at += 1;
+        let ops = if succeeded { &t.success } else { &t.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => {
+                    // Reads inside a write txn see the txn's earlier writes (etcd: rev+1 once changed).
+                    let mut view_rev = r.clone();
+                    if r.revision <= 0 || r.revision >= a.revision {
+                        view_rev.revision = 0;
+                    }
+                    let mut resp = execute_range(&*a, &view_rev)?;
+                    resp.header.revision = a.revision;
+                    ResponseOp::Range(resp)
+                }
+                RequestOp::Put(p) => ResponseOp::Put(self.put(a, p)?),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete(a, d)?),
+                RequestOp::Txn(n) => ResponseOp::Txn(self.txn(a, n, path, at)?),
+            });
+        }
+        Ok(TxnResponse {
+            header: header_at(a.revision),
+            succeeded,
+            responses,
+        })
+    }
+}

@@ -1,0 +1,138 @@
+//! Node configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How a node with an empty data dir finds its cluster. Ignored when the data dir already
+/// holds a node: a restarted node rejoins with its persisted identity.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Bootstrap {
+    /// Form a one-node cluster of this node alone.
+    #[default]
+    Single,
+    /// Static bootstrap: every listed member (`(name, peer_addr)`, this node included) is
+    /// started with the same list and they form one cluster, in any start order.
+    InitialCluster(Vec<(String, String)>),
+    /// Join a running cluster through any of these member peer addresses.
+    Join(Vec<String>),
+}
+
+/// Everything a node needs to start. `NodeConfig::new` gives etcd-like defaults.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Member name, unique in the cluster.
+    pub name: String,
+    /// Where the node keeps its data. Locked while the node runs.
+    pub data_dir: PathBuf,
+    /// Peer address: the node listens on it and advertises it (`host:port`).
+    pub peer_addr: String,
+    /// Client addresses advertised in the member list (the etcd gRPC port, if served).
+    pub client_addrs: Vec<String>,
+    /// How a new node finds its cluster.
+    pub bootstrap: Bootstrap,
+    /// Mixed into member and cluster ids so two clusters bootstrapped from the same
+    /// member list get different ids (etcd's `--initial-cluster-token`).
+    pub cluster_token: String,
+    /// When joining, stay a non-voting learner instead of becoming a voter.
+    pub join_as_learner: bool,
+    /// Heartbeat interval.
+    pub heartbeat_interval_ms: u64,
+    /// Minimum election timeout; the maximum is twice this.
+    pub election_timeout_ms: u64,
+    /// Build a snapshot (and compact the Raft log) after this many applied entries.
+    pub snapshot_threshold_entries: u64,
+    /// Log entries kept behind a snapshot, so slightly lagging followers catch up from
+    /// the log instead of a snapshot.
+    pub snapshot_logs_to_keep: u64,
+    /// How long a request may wait for a leader, a commit or a forward before it fails.
+    pub request_timeout_ms: u64,
+    /// Largest accepted request, encoded (etcd: 1.5 MiB).
+    pub max_request_bytes: usize,
+    /// Most operations per list in one transaction (etcd: 128).
+    pub max_txn_ops: usize,
+    /// fjall block cache size.
+    pub cache_size_bytes: u64,
+}
+
+impl NodeConfig {
+    /// A config with etcd's defaults for everything but the identity.
+    pub fn new(
+        name: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        peer_addr: impl Into<String>,
+    ) -> Self {
+        NodeConfig {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            peer_addr: peer_addr.into(),
+            client_addrs: Vec::new(),
+            bootstrap: Bootstrap::Single,
+            cluster_token: "quorumkv-cluster".into(),
+            join_as_learner: false,
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1000,
+            snapshot_threshold_entries: 10_000,
+            snapshot_logs_to_keep: 5_000,
+            request_timeout_ms: 5_000,
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+            cache_size_bytes: 4 << 20,
+        }
+    }
+
+    /// Sets the bootstrap mode.
+    pub fn bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.bootstrap = bootstrap;
+        self
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Checks the config for mistakes that would only show later.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        if self.name.is_empty() {
+            return bad("name must not be empty".into());
+        }
+        if self.peer_addr.parse::<std::net::SocketAddr>().is_err() && !self.peer_addr.contains(':')
+        {
+            return bad(format!("peer_addr {:?} is not host:port", self.peer_addr));
+        }
+        if self.heartbeat_interval_ms == 0 || self.election_timeout_ms <= self.heartbeat_interval_ms
+        {
+            return bad(
+                "election_timeout_ms must be greater than heartbeat_interval_ms > 0".into(),
+            );
+        }
+        if self.request_timeout_ms == 0 || self.max_txn_ops == 0 || self.max_request_bytes == 0 {
+            return bad(
+                "request_timeout_ms, max_txn_ops and max_request_bytes must be positive".into(),
+            );
+        }
+        match &self.bootstrap {
+            Bootstrap::InitialCluster(members) => {
+                if !members.iter().any(|(n, _)| n == &self.name) {
+                    return bad(format!(
+                        "initial cluster does not list this node ({})",
+                        self.name
+                    ));
+                }
+                let mut names: Vec<_> = members.iter().map(|(n, _)| n).collect();
+                names.sort();
+                names.dedup();
+                if names.len() != members.len() {
+                    return bad("initial cluster lists a name twice".into());
+                }
+            }
+            Bootstrap::Join(peers) if peers.is_empty() => {
+                return bad("join needs at least one peer address".into())
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! The data directory: lock, format marker, and the node's persisted identity.
+//!
+//! Layout: `LOCK` (held with `flock` while a node uses the dir), `FORMAT` (the format
+//! marker), `db/` (the fjall database), `snapshots/` (state-machine snapshot files).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The format marker this build writes and reads.
+pub(crate) const FORMAT: &str = "quorumkv-data-v1";
+
+/// An exclusive lock on a data dir, released when dropped.
+#[derive(Debug)]
+pub(crate) struct DataDirLock {
+    _file: File,
+}
+
+/// Locks `dir` (creating it), checks its format marker and returns the lock.
+pub(crate) fn lock_and_check(dir: &Path) -> Result<DataDirLock> {
+    fs::create_dir_all(dir)?;
+    let lock_path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(Error::DataDirLocked {
+                path: dir.display().to_string(),
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+    }
+    check_format(dir)?;
+    Ok(DataDirLock { _file: file })
+}
+
+fn check_format(dir: &Path) -> Result<()> {
+    let marker = dir.join("FORMAT");
+    let path = dir.display().to_string();
+    match fs::read_to_string(&marker) {
+        Ok(found) => {
+            let found = found.trim().to_string();
+            if found != FORMAT {
+                return Err(Error::DataDirIncompatible {
+                    path,
+                    found,
+                    expected: FORMAT.into(),
+                });
+            }
+            if !dir.join("db").is_dir() {
+                return Err(Error::DataDirCorrupted {
+                    path,
+                    detail: "the database directory db/ is missing".into(),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let foreign = fs::read_dir(dir)?
+                .flatten()
+                .any(|e| e.file_name() != "LOCK");
+            if foreign {
+                return Err(Error::DataDirCorrupted {
+                    path,
+                    detail: "the directory is not empty but has no FORMAT marker (not a quorumkv data dir?)".into(),
+                });
+            }
+            let tmp = dir.join("FORMAT.tmp");
+            let mut f = File::create(&tmp)?;
+            f.write_all(format!("{FORMAT}\n").as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &marker)?;
+            File::open(dir)?.sync_all()?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the fjall database of a locked data dir. Damage fjall reports (or panics on) is
+/// returned as [`Error::DataDirCorrupted`].
+pub(crate) fn open_db(dir: &Path, cache_size_bytes: u64) -> Result<Database> {
+    let db_path = dir.join("db");
+    let path = dir.display().to_string();
+    let opened = std::panic::catch_unwind(|| {
+        Database::builder(&db_path)
+            .cache_size(cache_size_bytes)
+            .worker_threads(1)
+            .max_cached_files(Some(128))
+            .open()
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(fjall::Error::Locked)) => Err(Error::DataDirLocked { path }),
+        Ok(Err(e @ (fjall::Error::InvalidVersion(_) | fjall::Error::JournalRecovery(_)))) => {
+            Err(Error::DataDirCorrupted {
+                path,
+                detail: format!("{e:?}"),
+            })
+        }
+        Ok(Err(e)) => Err(Error::DataDirCorrupted {
+            path,
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(Error::DataDirCorrupted {
+            path,
+            detail: "the storage engine could not read it".into(),
+        }),
+    }
+}
+
+/// Where snapshot files live.
+pub(crate) fn snapshot_dir(dir: &Path) -> PathBuf {
+    dir.join("snapshots")
+}
+
+/// The persisted identity of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Identity {
+    pub name: String,
+    pub member_id: u64,
+    /// 0 while a joining node has not been accepted yet.
+    pub cluster_id: u64,
+    /// The peer address the node last started with.
+    pub peer_addr: String,
+}
+
+const KEY_IDENTITY: &[u8] = b"identity";
+
+/// The keyspace holding the identity.
+pub(crate) fn identity_keyspace(db: &Database) -> Result<Keyspace> {
+    Ok(db.keyspace("node_meta", KeyspaceCreateOptions::default)?)
+}
+
+pub(crate) fn load_identity(ks: &Keyspace) -> Result<Option<Identity>> {
+    match ks.get(KEY_IDENTITY)? {
+        Some(v) => {
+            Ok(Some(postcard::from_bytes(&v).map_err(|e| {
+                Error::Storage(format!("corrupt node identity: {e}"))
+            })?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Writes the identity and syncs it to disk.
+pub(crate) fn save_identity(db: &Database, ks: &Keyspace, id: &Identity) -> Result<()> {
+    ks.insert(
+        KEY_IDENTITY,
+        postcard::to_allocvec(id).expect("encoding cannot fail"),
+    )?;
+    db.persist(PersistMode::SyncData)?;
+    Ok(())
+}
+
+/// A 64-bit FNV-1a hash: member and cluster ids derived from names and addresses must be
+/// the same on every node and in every build, so no randomly seeded hasher is used.
+pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in p.iter().chain(&[0xffu8]) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    if h == 0 {
+        1
+    } else {
+        h
+    }
+}
+
+/// etcd-style member id: derived from the member's name, peer address and cluster token.
+pub(crate) fn member_id_of(name: &str, peer_addr: &str, token: &str) -> u64 {
+    stable_hash(&[name.as_bytes(), peer_addr.as_bytes(), token.as_bytes()])
+}
+
+/// etcd-style cluster id: derived from the sorted initial member ids and the token.
+pub(crate) fn cluster_id_of(member_ids: &[u64], token: &str) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_be_bytes()).collect();
+    stable_hash(&[&bytes, token.as_bytes()])
+}

@@ -1,0 +1,453 @@
+//! Leader-side handling of requests (local or forwarded from followers), and membership.
+
+use openraft::type_config::async_runtime::WatchReceiver;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::Duration;
+
+use openraft::errors::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ReadPolicy};
+use serde::{Deserialize, Serialize};
+
+use super::datadir::{self, Identity};
+use super::{Node, NodeInner};
+use crate::error::{Error, Result};
+use crate::raft::codec::{decode, encode};
+use crate::raft::network::ForwardHandler;
+use crate::raft::{MemberAddrs, Request, Response};
+
+/// A cluster member as listed by [`Node::members`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Member id (stable).
+    pub id: u64,
+    /// Member name.
+    pub name: String,
+    /// Peer addresses.
+    pub peer_addrs: Vec<String>,
+    /// Client addresses.
+    pub client_addrs: Vec<String>,
+    /// `true` for a non-voting learner.
+    pub is_learner: bool,
+}
+
+impl Member {
+    pub(crate) fn from_addrs(id: u64, a: &MemberAddrs, is_learner: bool) -> Self {
+        Member {
+            id,
+            name: a.name.clone(),
+            peer_addrs: a.peer_addrs.clone(),
+            client_addrs: a.client_addrs.clone(),
+            is_learner,
+        }
+    }
+}
+
+/// What followers ask the leader to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ForwardRequest {
+    /// Propose a replicated command.
+    Write(Request),
+    /// Confirm leadership and return the log index reads must wait for.
+    ReadIndex,
+    /// Add a member (as a learner, then a voter unless `learner`).
+    Join {
+        id: u64,
+        addrs: MemberAddrs,
+        learner: bool,
+        cluster_id: u64,
+    },
+    /// Register a member as a learner without waiting for it to catch up.
+    Register { id: u64, addrs: MemberAddrs },
+    /// Remove a member.
+    Remove { id: u64 },
+    /// Make a learner a voter.
+    Promote { id: u64 },
+    /// Replace a member's addresses.
+    UpdateAddrs { id: u64, addrs: MemberAddrs },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ForwardReply {
+    Write(Response),
+    ReadIndex(u64),
+    Members {
+        cluster_id: u64,
+        members: Vec<Member>,
+    },
+}
+
+/// The peer service's entry point for forwarded requests.
+pub(crate) struct Handler {
+    pub node: Weak<NodeInner>,
+}
+
+impl ForwardHandler for Handler {
+    fn handle(&self, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>> {
+        let node = self.node.upgrade().map(|inner| Node { inner });
+        Box::pin(async move {
+            let result = match (
+                node,
+                decode::<ForwardRequest>(&payload, "forwarded request"),
+            ) {
+                (None, _) => Err(Error::Stopped),
+                (_, Err(e)) => Err(e),
+                (Some(node), Ok(req)) => {
+                    let timeout = node.inner.config.request_timeout();
+                    match req {
+                        // Sent by nodes that may not know the leader: relay to it.
+                        ForwardRequest::Join { .. } | ForwardRequest::UpdateAddrs { .. } => {
+                            node.to_leader(req, timeout * 4).await
+                        }
+                        req => node.handle_as_leader(req, timeout).await,
+                    }
+                }
+            };
+            encode(&result)
+        })
+    }
+}
+
+fn write_error(
+    e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
+) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            Error::MembershipChange(c.to_string())
+        }
+        // The entry was dropped before it committed: safe to propose again.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+            Error::NotLeader { leader: None }
+        }
+        RaftError::APIError(e) => Error::MembershipChange(e.to_string()),
+        RaftError::Fatal(f) => Error::Fatal(f.to_string()),
+    }
+}
+
+impl Node {
+    /// Executes a leader-only request on this node; `Error::NotLeader` if it does not lead.
+    pub(crate) async fn handle_as_leader(
+        &self,
+        req: ForwardRequest,
+        timeout: Duration,
+    ) -> Result<ForwardReply> {
+        let running = self.running()?;
+        let raft = running.raft.clone();
+        drop(running);
+        let work = async {
+            match req {
+                ForwardRequest::Write(r) => {
+                    let resp = raft.client_write(r).await.map_err(write_error)?;
+                    Ok(ForwardReply::Write(resp.data))
+                }
+                ForwardRequest::ReadIndex => {
+                    let lin = raft
+                        .get_read_linearizer(ReadPolicy::ReadIndex)
+                        .await
+                        .map_err(|e| match e {
+                            RaftError::APIError(
+                                openraft::errors::LinearizableReadError::ForwardToLeader(f),
+                            ) => Error::NotLeader {
+                                leader: f.leader_id,
+                            },
+                            RaftError::APIError(_) => Error::NoLeader,
+                            RaftError::Fatal(f) => Error::Fatal(f.to_string()),
+                        })?;
+                    Ok(ForwardReply::ReadIndex(lin.read_log_id().index()))
+                }
+                ForwardRequest::Join {
+                    id,
+                    addrs,
+                    learner,
+                    cluster_id,
+                } => self.join_as_leader(id, addrs, learner, cluster_id).await,
+                ForwardRequest::Remove { id } => self.remove_as_leader(id).await,
+                ForwardRequest::Register { id, addrs } => {
+                    if self
+                        .inner
+                        .observed
+                        .members
+                        .read()
+                        .expect("members lock")
+                        .contains_key(&id)
+                    {
+                        return Err(Error::PeerAddrExists);
+                    }
+                    raft.add_learner(id, addrs, false)
+                        .await
+                        .map_err(write_error)?;
+                    Ok(self.members_reply())
+                }
+                ForwardRequest::Promote { id } => {
+                    self.ensure_member(id, true)?;
+                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(write_error)?;
+                    Ok(self.members_reply())
+                }
+                ForwardRequest::UpdateAddrs { id, addrs } => {
+                    self.ensure_member(id, false)?;
+                    raft.change_membership(
+                        ChangeMembers::SetNodes(BTreeMap::from([(id, addrs)])),
+                        false,
+                    )
+                    .await
+                    .map_err(write_error)?;
+                    Ok(self.members_reply())
+                }
+            }
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| Error::Timeout)?
+    }
+
+    fn members_reply(&self) -> ForwardReply {
+        ForwardReply::Members {
+            cluster_id: self.cluster_id(),
+            members: self.members().unwrap_or_default(),
+        }
+    }
+
+    /// Fails unless `id` is a member (and, with `learner_only`, a learner).
+    fn ensure_member(&self, id: u64, learner_only: bool) -> Result<()> {
+        let members = self.inner.observed.members.read().expect("members lock");
+        match members.get(&id) {
+            None => Err(Error::MemberNotFound),
+            Some((_, true)) if learner_only => {
+                Err(Error::MembershipChange("member is already a voter".into()))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn join_as_leader(
+        &self,
+        id: u64,
+        addrs: MemberAddrs,
+        learner: bool,
+        cluster_id: u64,
+    ) -> Result<ForwardReply> {
+        let local = self.cluster_id();
+        if cluster_id != 0 && cluster_id != local {
+            return Err(Error::ClusterMismatch {
+                local,
+                remote: cluster_id,
+            });
+        }
+        let raft = self.running()?.raft.clone();
+        let existing = self
+            .inner
+            .observed
+            .members
+            .read()
+            .expect("members lock")
+            .clone();
+        for (other, (a, _)) in &existing {
+            let clash =
+                a.name == addrs.name || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p));
+            if *other != id && clash {
+                return Err(Error::PeerAddrExists);
+            }
+        }
+        match existing.get(&id) {
+            Some((current, _)) if current != &addrs => {
+                raft.change_membership(
+                    ChangeMembers::SetNodes(BTreeMap::from([(id, addrs.clone())])),
+                    false,
+                )
+                .await
+                .map_err(write_error)?;
+            }
+            Some(_) => {}
+            None => {
+                // Blocking: returns once the learner has caught up with the log.
+                raft.add_learner(id, addrs, true)
+                    .await
+                    .map_err(write_error)?;
+            }
+        }
+        let is_voter = self
+            .inner
+            .observed
+            .members
+            .read()
+            .expect("members lock")
+            .get(&id)
+            .is_some_and(|(_, v)| *v);
+        if !learner && !is_voter {
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(write_error)?;
+        }
+        // The metrics watcher may lag the change by a moment; wait for it.
+        let raft_members = raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .clone();
+        let voters: Vec<u64> = raft_members.voter_ids().collect();
+        let members = raft_members
+            .nodes()
+            .map(|(i, a)| Member::from_addrs(*i, a, !voters.contains(i)))
+            .collect::<Vec<_>>();
+        Ok(ForwardReply::Members {
+            cluster_id: local,
+            members,
+        })
+    }
+
+    async fn remove_as_leader(&self, id: u64) -> Result<ForwardReply> {
+        let raft = self.running()?.raft.clone();
+        let members = self
+            .inner
+            .observed
+            .members
+            .read()
+            .expect("members lock")
+            .clone();
+        let Some((_, is_voter)) = members.get(&id) else {
+            return Err(Error::MemberNotFound);
+        };
+        let change = if *is_voter {
+            let voters = members.values().filter(|(_, v)| *v).count();
+            if voters == 1 {
+                return Err(Error::MembershipChange(
+                    "cannot remove the last voter".into(),
+                ));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        raft.change_membership(change, false)
+            .await
+            .map_err(write_error)?;
+        Ok(self.members_reply())
+    }
+
+    /// Joins the cluster through any of `peers`, retrying until the request timeout.
+    pub(super) async fn join_through(&self, peers: &[String], identity: &Identity) -> Result<()> {
+        let req = ForwardRequest::Join {
+            id: self.inner.member_id,
+            addrs: self.addrs(),
+            learner: self.inner.config.join_as_learner,
+            cluster_id: identity.cluster_id,
+        };
+        let deadline = std::time::Instant::now() + self.inner.config.request_timeout() * 6;
+        let mut last_err = Error::NoLeader;
+        while std::time::Instant::now() < deadline {
+            for addr in peers {
+                let timeout = self.inner.config.request_timeout() * 4;
+                match self.send_forward(addr, &req, timeout).await {
+                    Ok(ForwardReply::Members { cluster_id, .. }) => {
+                        self.inner.cluster_id.store(cluster_id, Ordering::Release);
+                        let running = self.running()?;
+                        let id = Identity {
+                            cluster_id,
+                            ..identity.clone()
+                        };
+                        datadir::save_identity(&running.db, &running._identity_ks, &id)?;
+                        return Ok(());
+                    }
+                    Ok(_) => return Err(Error::internal("unexpected join reply")),
+                    Err(e @ (Error::ClusterMismatch { .. } | Error::PeerAddrExists)) => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %addr, error = %e, "join attempt failed");
+                        last_err = e;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(match last_err {
+            Error::Transport(e) => Error::Transport(format!("no member reachable to join: {e}")),
+            e => e,
+        })
+    }
+
+    /// Re-publishes this node's new peer address in the membership, in the background.
+    pub(super) fn spawn_address_update(&self, identity: Identity) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let req = ForwardRequest::UpdateAddrs {
+                id: node.inner.member_id,
+                addrs: node.addrs(),
+            };
+            loop {
+                if !node.is_running() {
+                    return;
+                }
+                match node
+                    .to_any_member(req.clone(), Duration::from_secs(10))
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(addr = %node.inner.config.peer_addr, "peer address updated in the membership");
+                        if let Ok(running) = node.running() {
+                            let id = Identity {
+                                peer_addr: node.inner.config.peer_addr.clone(),
+                                ..identity.clone()
+                            };
+                            let _ = datadir::save_identity(&running.db, &running._identity_ks, &id);
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot update the peer address yet; retrying")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Adds a member (etcd `MemberAdd`): it joins as a learner and, unless `learner`, is
+    /// promoted to voter once it has caught up. Normally a new node does this itself with
+    /// [`Bootstrap::Join`](crate::Bootstrap::Join); this pre-registers one.
+    pub async fn add_member(&self, name: &str, peer_addr: &str, learner: bool) -> Result<Member> {
+        let id = datadir::member_id_of(name, peer_addr, &self.inner.config.cluster_token);
+        let addrs = MemberAddrs {
+            name: name.into(),
+            peer_addrs: vec![peer_addr.into()],
+            client_addrs: vec![],
+        };
+        let req = ForwardRequest::Register {
+            id,
+            addrs: addrs.clone(),
+        };
+        let timeout = self.inner.config.request_timeout();
+        self.on_runtime(move |n| async move { n.to_leader(req, timeout).await })
+            .await?;
+        let _ = learner; // a registered member always starts as a learner; Join promotes it
+        Ok(Member::from_addrs(id, &addrs, true))
+    }
+
+    /// Removes a member (etcd `MemberRemove`).
+    pub async fn remove_member(&self, id: u64) -> Result<()> {
+        let timeout = self.inner.config.request_timeout();
+        self.on_runtime(move |n| async move {
+            n.to_leader(ForwardRequest::Remove { id }, timeout).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Promotes a learner to voter (etcd `MemberPromote`).
+    pub async fn promote_member(&self, id: u64) -> Result<()> {
+        let timeout = self.inner.config.request_timeout();
+        self.on_runtime(move |n| async move {
+            n.to_leader(ForwardRequest::Promote { id }, timeout).await
+        })
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,217 @@
+//! The key-value API of a node: etcd's KV service, in Rust.
+//!
+//! Writes go through Raft on the leader (forwarded from followers). Linearizable reads
+//! get a read index from the leader, wait until this node has applied it, then read
+//! locally; serializable reads read locally at once.
+
+use std::time::Instant;
+
+use super::forward::{ForwardReply, ForwardRequest};
+use super::Node;
+use crate::error::{Error, Result};
+use crate::mvcc::*;
+use crate::raft::{codec, Request, Response};
+
+impl Node {
+    /// Proposes a write command and returns the state machine's answer.
+    async fn write(&self, cmd: WriteCommand) -> Result<WriteResponse> {
+        let req = Request::Kv(cmd);
+        let size = codec::encode(&req).len();
+        let max = self.inner.config.max_request_bytes;
+        if size > max {
+            return Err(Error::RequestTooLarge {
+                size_bytes: size,
+                max_bytes: max,
+            });
+        }
+        let timeout = self.inner.config.request_timeout();
+        let reply = self
+            .on_runtime(
+                move |n| async move { n.to_leader(ForwardRequest::Write(req), timeout).await },
+            )
+            .await?;
+        match reply {
+            ForwardReply::Write(Response::Kv(result)) => {
+                let mut resp = result?;
+                let header = resp.header_mut();
+                *header = self.header(header.revision);
+                Ok(resp)
+            }
+            other => Err(Error::internal(format!(
+                "unexpected reply to a write: {other:?}"
+            ))),
+        }
+    }
+
+    /// Waits until a read on this node observes every write committed before the call
+    /// (etcd's linearizable read: ReadIndex on the leader, then wait for apply).
+    pub async fn read_barrier(&self) -> Result<()> {
+        let timeout = self.inner.config.request_timeout();
+        let deadline = Instant::now() + timeout;
+        self.on_runtime(move |n| async move {
+            let ForwardReply::ReadIndex(index) =
+                n.to_leader(ForwardRequest::ReadIndex, timeout).await?
+            else {
+                return Err(Error::internal("unexpected reply to a read index request"));
+            };
+            if n.applied_index() >= index {
+                return Ok(());
+            }
+            let raft = n.running()?.raft.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            raft.wait(Some(left))
+                .applied_index_at_least(Some(index), "linearizable read")
+                .await
+                .map_err(|_| Error::Timeout)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Puts a key (etcd `Put`).
+    ///
+    /// Errors: `EmptyKey`, `ValueProvided`, `LeaseProvided`, `KeyNotFound` (ignore_* on a
+    /// missing key), `LeaseNotFound`, `RequestTooLarge`, `NoLeader`, `Timeout`, `Stopped`.
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+        check_put(&req)?;
+        match self.write(WriteCommand::Put(req)).await? {
+            WriteResponse::Put(r) => Ok(r),
+            other => Err(Error::internal(format!("unexpected put reply {other:?}"))),
+        }
+    }
+
+    /// Reads keys (etcd `Range`). Linearizable unless `req.serializable`.
+    ///
+    /// Errors: `EmptyKey`, `Compacted`, `FutureRevision`, `NoLeader`, `Timeout`, `Stopped`.
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        check_range(&req)?;
+        if !req.serializable {
+            self.read_barrier().await?;
+        }
+        self.range_local(&req)
+    }
+
+    /// Reads keys from this node's state without any Raft round (etcd's serializable read).
+    /// Never blocks on the network; callable from any thread, async or not.
+    pub fn range_local(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        check_range(req)?;
+        let running = self.running()?;
+        let mut resp = running.store.range(req)?;
+        resp.header = self.header(resp.header.revision);
+        Ok(resp)
+    }
+
+    /// The current value of `key`, linearizable (`None` when absent).
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Option<KeyValue>> {
+        Ok(self.range(RangeRequest::key(key)).await?.kvs.pop())
+    }
+
+    /// Deletes keys (etcd `DeleteRange`).
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        check_delete(&req)?;
+        match self.write(WriteCommand::DeleteRange(req)).await? {
+            WriteResponse::DeleteRange(r) => Ok(r),
+            other => Err(Error::internal(format!(
+                "unexpected delete reply {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs a transaction (etcd `Txn`). A transaction with only reads is served like a
+    /// range (locally after a read barrier, or at once if every range is serializable).
+    ///
+    /// Errors: `TooManyOps`, `EmptyKey`, `DuplicateKey`, the errors of its operations.
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        check_txn(&req, self.inner.config.max_txn_ops)?;
+        if req.is_read_only() {
+            if !req.is_serializable() {
+                self.read_barrier().await?;
+            }
+            let running = self.running()?;
+            let mut resp = running.store.txn_read_only(&req)?;
+            fill_txn_header(self, &mut resp);
+            return Ok(resp);
+        }
+        match self.write(WriteCommand::Txn(req)).await? {
+            WriteResponse::Txn(mut r) => {
+                fill_txn_header(self, &mut r);
+                Ok(r)
+            }
+            other => Err(Error::internal(format!("unexpected txn reply {other:?}"))),
+        }
+    }
+
+    /// Compacts the history below `req.revision` (etcd `Compact`).
+    ///
+    /// Errors: `Compacted` (already compacted to or past it), `FutureRevision`.
+    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+        match self.write(WriteCommand::Compact(req)).await? {
+            WriteResponse::Compact(r) => Ok(r),
+            other => Err(Error::internal(format!(
+                "unexpected compact reply {other:?}"
+            ))),
+        }
+    }
+}
+
+fn fill_txn_header(node: &Node, resp: &mut TxnResponse) {
+    resp.header = node.header(resp.header.revision);
+    for r in &mut resp.responses {
+        match r {
+            ResponseOp::Range(x) => x.header = node.header(x.header.revision),
+            ResponseOp::Put(x) => x.header = node.header(x.header.revision),
+            ResponseOp::DeleteRange(x) => x.header = node.header(x.header.revision),
+            ResponseOp::Txn(x) => fill_txn_header(node, x),
+        }
+    }
+}
+
+/// Generates the blocking twin of each async method.
+macro_rules! blocking_twins {
+    ($( $(#[$doc:meta])* $blocking:ident => $async_fn:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty; )*) => {
+        impl Node {
+            $(
+                $(#[$doc])*
+                ///
+                /// Blocking: call it from a thread outside any async runtime (it returns
+                /// `InvalidArgument` when called from one).
+                pub fn $blocking(&self, $($arg: $ty),*) -> Result<$ret> {
+                    self.block_on(self.$async_fn($($arg),*))
+                }
+            )*
+        }
+    };
+}
+
+blocking_twins! {
+    /// Blocking [`Node::put`].
+    put_blocking => put(req: PutRequest) -> PutResponse;
+    /// Blocking [`Node::range`].
+    range_blocking => range(req: RangeRequest) -> RangeResponse;
+    /// Blocking [`Node::get`].
+    get_blocking => get(key: Vec<u8>) -> Option<KeyValue>;
+    /// Blocking [`Node::delete_range`].
+    delete_range_blocking => delete_range(req: DeleteRangeRequest) -> DeleteRangeResponse;
+    /// Blocking [`Node::txn`].
+    txn_blocking => txn(req: TxnRequest) -> TxnResponse;
+    /// Blocking [`Node::compact`].
+    compact_blocking => compact(req: CompactionRequest) -> CompactionResponse;
+    /// Blocking [`Node::read_barrier`].
+    read_barrier_blocking => read_barrier() -> ();
+    /// Blocking [`Node::remove_member`].
+    remove_member_blocking => remove_member(id: u64) -> ();
+    /// Blocking [`Node::promote_member`].
+    promote_member_blocking => promote_member(id: u64) -> ();
+}
+
+impl Node {
+    /// Blocking [`Node::add_member`].
+    pub fn add_member_blocking(
+        &self,
+        name: &str,
+        peer_addr: &str,
+        learner: bool,
+    ) -> Result<crate::node::Member> {
+        self.block_on(self.add_member(name, peer_addr, learner))
+    }
+}

@@ -1,0 +1,653 @@
+//! A quorumkv node: lifecycle, identity, routing and the public Rust API.
+//!
+//! [`Node`] is a cheap-to-clone handle (an `Arc`); every clone talks to the same node.
+//! Async methods may be awaited on any tokio runtime: work that needs the network or
+//! timers runs on the library's own runtime. Every async method has a `_blocking` twin
+//! for threads that are not inside an async runtime (the C ABI and Python use those).
+
+mod config;
+mod datadir;
+mod forward;
+mod kv;
+mod routing;
+
+use openraft::type_config::async_runtime::WatchReceiver;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use fjall::{Database, Keyspace};
+use openraft::{Config as RaftConfig, ServerState, SnapshotPolicy};
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::oneshot;
+
+pub use config::{Bootstrap, NodeConfig};
+pub use forward::Member;
+
+use crate::error::{Error, Result};
+use crate::mvcc::{MvccStore, ResponseHeader};
+use crate::raft::log_store::{FsyncStats, LogStore};
+use crate::raft::network::{ClusterId, NetworkFactory, PeerService};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{MemberAddrs, Raft};
+use datadir::Identity;
+
+/// A snapshot of one node's state (etcd's endpoint status, and more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This member's id.
+    pub id: u64,
+    /// This member's name.
+    pub name: String,
+    /// The cluster id (0 while a joining node has not been accepted).
+    pub cluster_id: u64,
+    /// Current Raft term.
+    pub term: u64,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    /// Whether this node is the leader.
+    pub is_leader: bool,
+    /// Whether this node is a non-voting learner.
+    pub is_learner: bool,
+    /// Highest log index known committed.
+    pub commit_index: u64,
+    /// Highest log index applied to the state machine.
+    pub applied_index: u64,
+    /// Highest log index in the local log.
+    pub last_log_index: u64,
+    /// Current MVCC revision.
+    pub revision: i64,
+    /// MVCC compaction point.
+    pub compact_revision: i64,
+    /// Size of the data on disk, bytes.
+    pub db_size_bytes: u64,
+    /// fsyncs of the Raft log so far.
+    pub fsync_count: u64,
+    /// Time spent in those fsyncs, microseconds.
+    pub fsync_total_us: u64,
+    /// Raft log appends acknowledged (each covers one or more entries).
+    pub log_appends: u64,
+}
+
+/// The library's shared runtime (two worker threads: sized for small machines). Nodes may
+/// share it; they share nothing else.
+fn shared_runtime() -> Handle {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("qkv-rt")
+            .enable_all()
+            .build()
+            .expect("cannot start the quorumkv runtime")
+    })
+    .handle()
+    .clone()
+}
+
+/// What a running node owns; dropped as a whole when the node stops.
+pub(crate) struct Running {
+    raft: Raft,
+    store: Arc<MvccStore>,
+    log_store: LogStore,
+    db: Database,
+    _identity_ks: Keyspace,
+    server_stop: Option<oneshot::Sender<()>>,
+    server_task: Option<tokio::task::JoinHandle<()>>,
+    watcher_task: tokio::task::JoinHandle<()>,
+    _lock: datadir::DataDirLock,
+}
+
+/// Fields the hot paths read without locks, refreshed from Raft metrics.
+#[derive(Default)]
+struct Observed {
+    term: AtomicU64,
+    /// 0: no known leader.
+    leader: AtomicU64,
+    applied_index: AtomicU64,
+    members: RwLock<BTreeMap<u64, (MemberAddrs, bool)>>,
+}
+
+pub(crate) struct NodeInner {
+    config: NodeConfig,
+    runtime: Handle,
+    member_id: u64,
+    cluster_id: ClusterId,
+    running: RwLock<Option<Arc<Running>>>,
+    stopped: AtomicBool,
+    observed: Observed,
+    fsync: Arc<FsyncStats>,
+    peers: routing::PeerClients,
+}
+
+/// A handle to a running (or stopped) node. Cloning is cheap; all clones are the same node.
+///
+/// Thread-safety: `Send + Sync`; call any method from any thread. Errors are [`Error`].
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.inner.config.name)
+            .field("id", &self.inner.member_id)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Starts a node: locks and opens its data dir, starts Raft and the peer port, and
+    /// bootstraps or joins a cluster as `config.bootstrap` says (a data dir that already
+    /// holds a node rejoins with its persisted identity).
+    ///
+    /// Returns once the node serves requests; a joining node returns once it is a member.
+    ///
+    /// Errors: [`Error::InvalidConfig`], [`Error::DataDirLocked`], [`Error::DataDirIncompatible`],
+    /// [`Error::DataDirCorrupted`], [`Error::ClusterMismatch`] (data untouched),
+    /// [`Error::Transport`] (peer port in use, or no member reachable to join).
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        let rt = shared_runtime();
+        rt.spawn(Self::start_on(config, rt.clone()))
+            .await
+            .map_err(Error::internal)?
+    }
+
+    /// Blocking twin of [`Node::start`]; call it from a thread outside any async runtime.
+    pub fn start_blocking(config: NodeConfig) -> Result<Node> {
+        ensure_not_async()?;
+        let rt = shared_runtime();
+        rt.block_on(Self::start_on(config, rt.clone()))
+    }
+
+    async fn start_on(config: NodeConfig, runtime: Handle) -> Result<Node> {
+        config.validate()?;
+        let lock = datadir::lock_and_check(&config.data_dir)?;
+        let db = {
+            let dir = config.data_dir.clone();
+            let cache = config.cache_size_bytes;
+            tokio::task::spawn_blocking(move || datadir::open_db(&dir, cache))
+                .await
+                .map_err(Error::internal)??
+        };
+        let identity_ks = datadir::identity_keyspace(&db)?;
+        let (identity, fresh) = match datadir::load_identity(&identity_ks)? {
+            Some(id) => {
+                if id.name != config.name {
+                    return Err(Error::InvalidConfig(format!(
+                        "data dir belongs to member {:?}, not {:?}",
+                        id.name, config.name
+                    )));
+                }
+                (id, false)
+            }
+            None => {
+                let id = new_identity(&config);
+                datadir::save_identity(&db, &identity_ks, &id)?;
+                (id, true)
+            }
+        };
+        let inner = Arc::new(NodeInner {
+            runtime,
+            member_id: identity.member_id,
+            cluster_id: Arc::new(AtomicU64::new(identity.cluster_id)),
+            running: RwLock::new(None),
+            stopped: AtomicBool::new(false),
+            observed: Observed::default(),
+            fsync: Arc::new(FsyncStats::default()),
+            peers: routing::PeerClients::default(),
+            config,
+        });
+        let node = Node { inner };
+        let running = node.open_raft(db, identity_ks, lock).await?;
+        *node.inner.running.write().expect("running lock") = Some(Arc::new(running));
+        if let Err(e) = node.bootstrap(&identity, fresh).await {
+            let _ = node.stop().await;
+            return Err(e);
+        }
+        tracing::info!(name = %node.inner.config.name, id = format_args!("{:016x}", node.inner.member_id), "node started");
+        Ok(node)
+    }
+
+    async fn open_raft(
+        &self,
+        db: Database,
+        identity_ks: Keyspace,
+        lock: datadir::DataDirLock,
+    ) -> Result<Running> {
+        let cfg = &self.inner.config;
+        let store = Arc::new(MvccStore::open(db.clone())?);
+        let log_store = LogStore::open(db.clone(), self.inner.fsync.clone())?;
+        let sm = StateMachine::open(store.clone(), datadir::snapshot_dir(&cfg.data_dir), None)?;
+        let raft_config = RaftConfig {
+            cluster_name: "quorumkv".into(),
+            heartbeat_interval: cfg.heartbeat_interval_ms,
+            election_timeout_min: cfg.election_timeout_ms,
+            election_timeout_max: cfg.election_timeout_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold_entries),
+            max_in_snapshot_log_to_keep: cfg.snapshot_logs_to_keep,
+            install_snapshot_timeout: 60_000,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        let network = NetworkFactory {
+            cluster_id: self.inner.cluster_id.clone(),
+        };
+        let raft = Raft::new(
+            self.inner.member_id,
+            Arc::new(raft_config),
+            network,
+            log_store.clone(),
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| Error::Fatal(e.to_string()))?;
+
+        let listener = tokio::net::TcpListener::bind(&cfg.peer_addr)
+            .await
+            .map_err(|e| {
+                Error::Transport(format!(
+                    "cannot listen on peer address {}: {e}",
+                    cfg.peer_addr
+                ))
+            });
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = raft.shutdown().await;
+                log_store.shutdown();
+                return Err(e);
+            }
+        };
+        let service = PeerService {
+            raft: raft.clone(),
+            state_machine: sm,
+            cluster_id: self.inner.cluster_id.clone(),
+            forward: Arc::new(forward::Handler {
+                node: Arc::downgrade(&self.inner),
+            }),
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(service.into_server())
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop_rx.await;
+            });
+        let server_task = tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "peer server failed");
+            }
+        });
+        let watcher_task = tokio::spawn(watch_metrics(Arc::downgrade(&self.inner), raft.clone()));
+        Ok(Running {
+            raft,
+            store,
+            log_store,
+            db,
+            _identity_ks: identity_ks,
+            server_stop: Some(stop_tx),
+            server_task: Some(server_task),
+            watcher_task,
+            _lock: lock,
+        })
+    }
+
+    async fn bootstrap(&self, identity: &Identity, fresh: bool) -> Result<()> {
+        let cfg = &self.inner.config;
+        let raft = self.running()?.raft.clone();
+        if !fresh {
+            if identity.peer_addr != cfg.peer_addr {
+                self.spawn_address_update(identity.clone());
+            }
+            return Ok(());
+        }
+        let me = self.addrs();
+        match &cfg.bootstrap {
+            Bootstrap::Single => {
+                let members = BTreeMap::from([(self.inner.member_id, me)]);
+                initialize(&raft, members).await
+            }
+            Bootstrap::InitialCluster(list) => {
+                let members: BTreeMap<u64, MemberAddrs> = list
+                    .iter()
+                    .map(|(name, addr)| {
+                        let id = datadir::member_id_of(name, addr, &cfg.cluster_token);
+                        let addrs = if name == &cfg.name {
+                            me.clone()
+                        } else {
+                            MemberAddrs {
+                                name: name.clone(),
+                                peer_addrs: vec![addr.clone()],
+                                client_addrs: vec![],
+                            }
+                        };
+                        (id, addrs)
+                    })
+                    .collect();
+                initialize(&raft, members).await
+            }
+            Bootstrap::Join(peers) => self.join_through(peers, identity).await,
+        }
+    }
+
+    /// This node's advertised addresses.
+    fn addrs(&self) -> MemberAddrs {
+        let cfg = &self.inner.config;
+        MemberAddrs {
+            name: cfg.name.clone(),
+            peer_addrs: vec![cfg.peer_addr.clone()],
+            client_addrs: cfg.client_addrs.clone(),
+        }
+    }
+
+    pub(crate) fn running(&self) -> Result<Arc<Running>> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        self.inner
+            .running
+            .read()
+            .expect("running lock")
+            .clone()
+            .ok_or(Error::Stopped)
+    }
+
+    /// This node's member id (stable across restarts).
+    pub fn id(&self) -> u64 {
+        self.inner.member_id
+    }
+
+    /// The cluster id (0 while a joining node has not been accepted).
+    pub fn cluster_id(&self) -> u64 {
+        self.inner.cluster_id.load(Ordering::Acquire)
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The configuration the node was started with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// The leader this node currently knows of (no network round).
+    pub fn leader(&self) -> Option<u64> {
+        match self.inner.observed.leader.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    /// Whether the node is running (not stopped).
+    pub fn is_running(&self) -> bool {
+        self.running().is_ok()
+    }
+
+    pub(crate) fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id(),
+            member_id: self.inner.member_id,
+            revision,
+            raft_term: self.inner.observed.term.load(Ordering::Acquire),
+        }
+    }
+
+    /// The node's status (local; no network round).
+    pub fn status(&self) -> Result<NodeStatus> {
+        let running = self.running()?;
+        let m = running.raft.metrics().borrow_watched().clone();
+        let is_learner = !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.inner.member_id);
+        Ok(NodeStatus {
+            id: self.inner.member_id,
+            name: self.inner.config.name.clone(),
+            cluster_id: self.cluster_id(),
+            term: m.current_term,
+            leader: m.current_leader,
+            is_leader: m.state == ServerState::Leader,
+            is_learner,
+            commit_index: m.local_committed.map_or(0, |l| l.index),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            revision: running.store.revision(),
+            compact_revision: running.store.compact_revision(),
+            db_size_bytes: running.db.disk_space().unwrap_or(0),
+            fsync_count: self.inner.fsync.count.load(Ordering::Relaxed),
+            fsync_total_us: self.inner.fsync.total_us.load(Ordering::Relaxed),
+            log_appends: self.inner.fsync.appends.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The members as this node knows them (local; no network round).
+    pub fn members(&self) -> Result<Vec<Member>> {
+        self.running()?;
+        let members = self.inner.observed.members.read().expect("members lock");
+        Ok(members
+            .iter()
+            .map(|(id, (addrs, voter))| Member::from_addrs(*id, addrs, !voter))
+            .collect())
+    }
+
+    /// Stops the node: a leader first hands leadership to the most up-to-date voter (so
+    /// the others pay no election timeout), then Raft, the peer port and the data dir are
+    /// released. Idempotent; the same config may be started again afterwards.
+    pub async fn stop(&self) -> Result<()> {
+        let node = self.clone();
+        self.inner
+            .runtime
+            .spawn(async move { node.stop_inner().await })
+            .await
+            .map_err(Error::internal)?
+    }
+
+    /// Blocking twin of [`Node::stop`].
+    pub fn stop_blocking(&self) -> Result<()> {
+        ensure_not_async()?;
+        self.inner.runtime.block_on(self.stop_inner())
+    }
+
+    async fn stop_inner(&self) -> Result<()> {
+        let Some(running) = self.inner.running.write().expect("running lock").take() else {
+            return Ok(());
+        };
+        if !self.inner.stopped.swap(true, Ordering::AcqRel) {
+            self.transfer_leadership(&running).await;
+        }
+        self.inner.stopped.store(true, Ordering::Release);
+        let _ = running.raft.shutdown().await;
+        running.log_store.shutdown();
+        running.watcher_task.abort();
+        // Wait for requests still using the node to finish, then release everything.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut running = running;
+        let mut owned = loop {
+            match Arc::try_unwrap(running) {
+                Ok(r) => break Some(r),
+                Err(r) if Instant::now() < deadline => {
+                    running = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(_) => break None,
+            }
+        };
+        if let Some(r) = owned.as_mut() {
+            if let Some(tx) = r.server_stop.take() {
+                let _ = tx.send(());
+            }
+            if let Some(task) = r.server_task.take() {
+                if tokio::time::timeout(Duration::from_secs(2), task)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("peer server did not stop in time");
+                }
+            }
+        }
+        self.inner.peers.clear();
+        // Dropping fjall waits for background work; keep it off the async workers.
+        tokio::task::spawn_blocking(move || drop(owned))
+            .await
+            .map_err(Error::internal)?;
+        tracing::info!(name = %self.inner.config.name, "node stopped");
+        Ok(())
+    }
+
+    /// Hands leadership to the voter with the most replicated log, if this node leads.
+    async fn transfer_leadership(&self, running: &Running) {
+        let m = running.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader {
+            return;
+        }
+        let me = self.inner.member_id;
+        let voters: Vec<u64> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != me)
+            .collect();
+        let matched = |id: &u64| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map_or(0, |l| l.index)
+        };
+        let Some(target) = voters.iter().copied().max_by_key(matched) else {
+            return;
+        };
+        if running
+            .raft
+            .trigger()
+            .transfer_leader(target)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 2);
+        let _ = running
+            .raft
+            .wait(Some(wait))
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != Some(me),
+                "leadership transferred",
+            )
+            .await;
+    }
+
+    /// Runs `fut` to completion on the calling (non-async) thread.
+    pub(crate) fn block_on<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        ensure_not_async()?;
+        self.inner.runtime.block_on(fut)
+    }
+
+    /// Spawns `f(node)` on the library runtime and awaits it from any runtime.
+    pub(crate) async fn on_runtime<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Node) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        if Handle::try_current().is_ok_and(|h| h.id() == self.inner.runtime.id()) {
+            return f(self.clone()).await;
+        }
+        self.inner
+            .runtime
+            .spawn(f(self.clone()))
+            .await
+            .map_err(Error::internal)?
+    }
+}
+
+fn ensure_not_async() -> Result<()> {
+    if Handle::try_current().is_ok() {
+        return Err(Error::InvalidArgument(
+            "a blocking quorumkv call was made from an async runtime thread; use the async method"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn new_identity(cfg: &NodeConfig) -> Identity {
+    let member_id = datadir::member_id_of(&cfg.name, &cfg.peer_addr, &cfg.cluster_token);
+    let cluster_id = match &cfg.bootstrap {
+        Bootstrap::Single => datadir::cluster_id_of(&[member_id], &cfg.cluster_token),
+        Bootstrap::InitialCluster(list) => {
+            let ids: Vec<u64> = list
+                .iter()
+                .map(|(n, a)| datadir::member_id_of(n, a, &cfg.cluster_token))
+                .collect();
+            datadir::cluster_id_of(&ids, &cfg.cluster_token)
+        }
+        Bootstrap::Join(_) => 0,
+    };
+    Identity {
+        name: cfg.name.clone(),
+        member_id,
+        cluster_id,
+        peer_addr: cfg.peer_addr.clone(),
+    }
+}
+
+async fn initialize(raft: &Raft, members: BTreeMap<u64, MemberAddrs>) -> Result<()> {
+    match raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(openraft::errors::RaftError::APIError(
+            openraft::errors::InitializeError::NotAllowed(_),
+        )) => Ok(()),
+        Err(e) => Err(Error::Fatal(e.to_string())),
+    }
+}
+
+/// Mirrors Raft metrics into lock-free fields for the hot paths, until Raft stops.
+async fn watch_metrics(node: Weak<NodeInner>, raft: Raft) {
+    let mut rx = raft.metrics();
+    let mut membership_log = None;
+    loop {
+        {
+            let Some(inner) = node.upgrade() else { return };
+            let m = rx.borrow_watched().clone();
+            inner.observed.term.store(m.current_term, Ordering::Release);
+            inner
+                .observed
+                .leader
+                .store(m.current_leader.unwrap_or(0), Ordering::Release);
+            inner
+                .observed
+                .applied_index
+                .store(m.last_applied.map_or(0, |l| l.index), Ordering::Release);
+            let log_id = *m.membership_config.log_id();
+            if membership_log != Some(log_id) {
+                membership_log = Some(log_id);
+                let mem = m.membership_config.membership();
+                let voters: Vec<u64> = mem.voter_ids().collect();
+                let map = mem
+                    .nodes()
+                    .map(|(id, n)| (*id, (n.clone(), voters.contains(id))))
+                    .collect();
+                *inner.observed.members.write().expect("members lock") = map;
+                inner.peers.clear();
+            }
+            if let Err(e) = &m.running_state {
+                tracing::error!(error = %e, "raft stopped with a fatal error; the node takes no more writes");
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

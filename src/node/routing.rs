@@ -1,0 +1,246 @@
+//! Request routing: serve locally, forward to the leader, or wait for one.
+//!
+//! The decision is a pure function ([`route`]) tested with a table; the rest of this
+//! module carries forwarded requests over the peer transport.
+
+use openraft::type_config::async_runtime::WatchReceiver;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+
+use super::forward::{ForwardReply, ForwardRequest};
+use super::Node;
+use crate::error::{Error, Result};
+use crate::raft::codec::{decode, encode};
+use crate::raft::network::{pb, peer_channel, peer_client};
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// This node leads: handle it here.
+    Local,
+    /// Send it to this leader.
+    Forward(u64),
+    /// No leader known: wait for one (until the deadline).
+    Wait,
+    /// The deadline passed without a leader.
+    NoLeader,
+}
+
+/// Decides where a leader-only request goes.
+pub(crate) fn route(me: u64, leader: Option<u64>, deadline_passed: bool) -> Route {
+    match leader {
+        Some(l) if l == me => Route::Local,
+        Some(l) => Route::Forward(l),
+        None if deadline_passed => Route::NoLeader,
+        None => Route::Wait,
+    }
+}
+
+/// One reusable channel per peer address.
+#[derive(Default)]
+pub(crate) struct PeerClients {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl PeerClients {
+    pub fn get(&self, addr: &str) -> Result<Channel> {
+        let mut map = self.channels.lock().expect("peer clients lock");
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = peer_channel(addr)?;
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub fn clear(&self) {
+        self.channels.lock().expect("peer clients lock").clear();
+    }
+}
+
+/// Whether a transport failure proves the request never reached the peer (so it is safe
+/// to send again). tonic reports a refused connection as `Unavailable` whose message
+/// names the connect step; anything else may have been delivered.
+fn never_delivered(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        && status.message().to_ascii_lowercase().contains("connect")
+}
+
+impl Node {
+    fn peer_addr_of(&self, id: u64) -> Option<String> {
+        let members = self.inner.observed.members.read().expect("members lock");
+        members
+            .get(&id)
+            .and_then(|(a, _)| a.peer_addrs.first().cloned())
+    }
+
+    /// Sends `req` to the node at `addr` once. `Ok(Err(NotLeader))` and connect failures
+    /// mean the request was not executed.
+    pub(super) async fn send_forward(
+        &self,
+        addr: &str,
+        req: &ForwardRequest,
+        timeout: Duration,
+    ) -> Result<ForwardReply> {
+        let mut client = peer_client(self.inner.peers.get(addr)?);
+        let env = pb::Envelope {
+            cluster_id: self.cluster_id(),
+            payload: encode(req).into(),
+        };
+        let reply = match tokio::time::timeout(timeout, client.forward(env)).await {
+            Err(_) => return Err(Error::Timeout),
+            Ok(Err(status)) if never_delivered(&status) => {
+                return Err(Error::Transport(format!(
+                    "cannot reach {addr}: {}",
+                    status.message()
+                )))
+            }
+            Ok(Err(status)) => return Err(Error::Transport(format!("{addr}: {status}"))),
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        let result: Result<ForwardReply> = decode(&reply.payload, "forward reply")?;
+        result
+    }
+
+    /// Runs a leader-only request: locally when this node leads, forwarded otherwise,
+    /// waiting for a leader up to the request timeout. A request is sent again only when
+    /// it certainly was not executed (refused connection, or "not leader").
+    pub(crate) async fn to_leader(
+        &self,
+        req: ForwardRequest,
+        timeout: Duration,
+    ) -> Result<ForwardReply> {
+        let deadline = Instant::now() + timeout;
+        let mut hint: Option<u64> = None;
+        loop {
+            let now = Instant::now();
+            let leader = hint.take().or_else(|| self.leader());
+            match route(self.inner.member_id, leader, now >= deadline) {
+                Route::NoLeader => return Err(Error::NoLeader),
+                Route::Local => match self.handle_as_leader(req.clone(), deadline - now).await {
+                    Err(Error::NotLeader { leader }) => {
+                        hint = leader.filter(|l| *l != self.inner.member_id)
+                    }
+                    other => return other,
+                },
+                Route::Forward(leader) => {
+                    let Some(addr) = self.peer_addr_of(leader) else {
+                        self.wait_leader_change(Some(leader), deadline).await;
+                        continue;
+                    };
+                    match self.send_forward(&addr, &req, deadline - now).await {
+                        Err(Error::NotLeader { leader: h }) => hint = h.filter(|l| *l != leader),
+                        Err(Error::Transport(e))
+                            if !matches!(req, ForwardRequest::Write(_))
+                                || e.starts_with("cannot reach") =>
+                        {
+                            tracing::debug!(error = %e, "leader unreachable, waiting for a new one");
+                            self.wait_leader_change(Some(leader), deadline).await;
+                        }
+                        Err(Error::Transport(_)) => return Err(Error::Timeout),
+                        other => return other,
+                    }
+                }
+                Route::Wait => {
+                    self.wait_leader_change(None, deadline).await;
+                    continue;
+                }
+            }
+            if Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// Waits (at most until `deadline`, and at most one heartbeat interval when a leader
+    /// is known) for the known leader to differ from `from`.
+    async fn wait_leader_change(&self, from: Option<u64>, deadline: Instant) {
+        let Ok(running) = self.running() else { return };
+        let step = Duration::from_millis(self.inner.config.heartbeat_interval_ms.max(20));
+        let until = deadline.min(Instant::now() + step);
+        let mut rx = running.raft.metrics();
+        drop(running);
+        let _ = tokio::time::timeout_at(until.into(), async {
+            loop {
+                let leader = rx.borrow_watched().current_leader;
+                if leader != from && leader.is_some() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Sends `req` to any member that will take it: the leader if known, otherwise each
+    /// member in turn, following "not leader" hints. Used by a node whose own address
+    /// changed, which the leader may not reach yet.
+    pub(crate) async fn to_any_member(
+        &self,
+        req: ForwardRequest,
+        timeout: Duration,
+    ) -> Result<ForwardReply> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let me = self.inner.member_id;
+            let mut targets: Vec<u64> = self.leader().into_iter().filter(|l| *l != me).collect();
+            let others: Vec<u64> = {
+                let members = self.inner.observed.members.read().expect("members lock");
+                members.keys().copied().filter(|id| *id != me).collect()
+            };
+            targets.extend(others);
+            for id in targets {
+                let Some(addr) = self.peer_addr_of(id) else {
+                    continue;
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self
+                    .send_forward(&addr, &req, left.min(Duration::from_secs(2)))
+                    .await
+                {
+                    Ok(r) => return Ok(r),
+                    Err(e) => {
+                        tracing::debug!(peer = id, error = %e, "member did not take the request")
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(Error::NoLeader)
+    }
+
+    pub(crate) fn applied_index(&self) -> u64 {
+        self.inner.observed.applied_index.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_table() {
+        let cases = [
+            // (me, leader, deadline passed, expected)
+            (1, Some(1), false, Route::Local),
+            (1, Some(1), true, Route::Local),
+            (1, Some(2), false, Route::Forward(2)),
+            (1, Some(2), true, Route::Forward(2)),
+            (1, None, false, Route::Wait),
+            (1, None, true, Route::NoLeader),
+        ];
+        for (me, leader, passed, want) in cases {
+            assert_eq!(
+                route(me, leader, passed),
+                want,
+                "me={me} leader={leader:?} passed={passed}"
+            );
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Peer transport: openraft's RPCs (and forwarded client requests) over tonic/HTTP2.
+//!
+//! One lazily connected channel per peer, reused by every RPC. Payloads are postcard
+//! encoded inside an [`Envelope`] that carries the sender's cluster id; a node refuses
+//! requests from another cluster. Snapshots travel as a client stream of 1 MiB chunks read
+//! from the snapshot file, and are written to a file on the receiving side: neither side
+//! holds a snapshot in memory.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request as TonicRequest, Response as TonicResponse, Status, Streaming};
+
+use super::codec::{decode, encode};
+use super::snapshot::SnapshotFile;
+use super::state_machine::StateMachine;
+use super::{MemberAddrs, Raft, RaftSnapshot, TypeConfig, Vote};
+use crate::error::Error;
+
+/// Generated protobuf code for the peer protocol.
+#[allow(missing_docs, clippy::all)]
+pub(crate) mod pb {
+    tonic::include_proto!("quorumkv.peer");
+}
+
+use pb::peer_client::PeerClient;
+use pb::peer_server::{Peer, PeerServer};
+use pb::{Envelope, SnapshotChunk};
+
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Largest peer message: an append of many entries, or a forwarded request.
+pub(crate) const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The cluster id every envelope carries; 0 until the node knows it.
+pub(crate) type ClusterId = Arc<AtomicU64>;
+
+/// Opens a channel to a peer (connected lazily, on first use).
+pub(crate) fn peer_channel(addr: &str) -> Result<Channel, Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::InvalidArgument(format!("bad peer address {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
+}
+
+pub(crate) fn peer_client(channel: Channel) -> PeerClient<Channel> {
+    PeerClient::new(channel)
+        .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
+}
+
+/// Creates peer connections for openraft.
+#[derive(Clone)]
+pub(crate) struct NetworkFactory {
+    pub cluster_id: ClusterId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &MemberAddrs) -> PeerConnection {
+        let addr = node.peer_addrs.first().cloned().unwrap_or_default();
+        PeerConnection {
+            target,
+            client: peer_channel(&addr).ok().map(peer_client),
+            cluster_id: self.cluster_id.clone(),
+        }
+    }
+}
+
+/// A connection to one peer.
+pub(crate) struct PeerConnection {
+    target: u64,
+    client: Option<PeerClient<Channel>>,
+    cluster_id: ClusterId,
+}
+
+fn unreachable<E: std::fmt::Display>(e: E) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.to_string())))
+}
+
+fn network_err<E: std::fmt::Display>(e: E) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
+}
+
+impl PeerConnection {
+    fn envelope<T: Serialize>(&self, msg: &T) -> Envelope {
+        Envelope {
+            cluster_id: self.cluster_id.load(Ordering::Acquire),
+            payload: encode(msg).into(),
+        }
+    }
+
+    async fn call<Req, Resp, F, Fut>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        f: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(PeerClient<Channel>, Envelope) -> Fut,
+        Fut: Future<Output = Result<TonicResponse<Envelope>, Status>>,
+    {
+        let client = self
+            .client
+            .clone()
+            .ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
+        let env = self.envelope(req);
+        let reply = tokio::time::timeout(option.hard_ttl(), f(client, env))
+            .await
+            .map_err(|_| unreachable(format!("rpc to node {} timed out", self.target)))?
+            .map_err(|s| match s.code() {
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                    unreachable(s)
+                }
+                _ => network_err(s),
+            })?;
+        let result: Result<Resp, Error> =
+            decode(&reply.into_inner().payload, "peer reply").map_err(network_err)?;
+        result.map_err(|e| match e {
+            Error::Stopped | Error::ClusterMismatch { .. } => unreachable(e),
+            e => network_err(e),
+        })
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, env| async move {
+            c.append_entries(env).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, env| async move { c.vote(env).await })
+            .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(
+            &rpc,
+            &option,
+            |mut c, env| async move { c.pre_vote(env).await },
+        )
+        .await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&req, &option, |mut c, env| async move {
+            c.transfer_leader(env).await
+        })
+        .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: RaftSnapshot,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut client = self.client.clone().ok_or_else(|| {
+            StreamingError::Unreachable(Unreachable::new(&std::io::Error::other("no peer address")))
+        })?;
+        let header = self.envelope(&(vote, snapshot.meta.clone()));
+        let file = tokio::fs::File::open(&snapshot.snapshot.path)
+            .await
+            .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+        let chunks = snapshot_chunks(header, file);
+        let send = async move {
+            let reply = client.install_snapshot(chunks).await?;
+            Ok::<_, Status>(reply.into_inner())
+        };
+        let ttl = option.hard_ttl().max(Duration::from_secs(60));
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = tokio::time::timeout(ttl, send) => r,
+        };
+        let reply = reply
+            .map_err(|_| {
+                StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(
+                    "snapshot send timed out",
+                )))
+            })?
+            .map_err(|s| {
+                StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(s.to_string())))
+            })?;
+        let result: Result<SnapshotResponse<TypeConfig>, Error> =
+            decode(&reply.payload, "snapshot reply").map_err(|e| {
+                StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
+            })?;
+        result.map_err(|e| {
+            StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
+        })
+    }
+}
+
+/// The chunk stream of one snapshot file: the header first, then the file in 1 MiB pieces.
+fn snapshot_chunks(
+    header: Envelope,
+    file: tokio::fs::File,
+) -> impl Stream<Item = SnapshotChunk> + Send + 'static {
+    let first = futures::stream::once(async move {
+        SnapshotChunk {
+            header: Some(header),
+            data: Default::default(),
+        }
+    });
+    let rest = futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading snapshot file failed");
+                    return None;
+                }
+            }
+        }
+        if filled == 0 {
+            return None;
+        }
+        buf.truncate(filled);
+        Some((
+            SnapshotChunk {
+                header: None,
+                data: buf.into(),
+            },
+            Some(file),
+        ))
+    });
+    first.chain(rest)
+}
+
+/// Handles requests forwarded from followers (defined by the node layer).
+pub(crate) trait ForwardHandler: Send + Sync + 'static {
+    /// Handles one encoded request and returns the encoded reply.
+    fn handle(&self, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>>;
+}
+
+/// The server side of the peer protocol.
+pub(crate) struct PeerService {
+    pub raft: Raft,
+    pub state_machine: StateMachine,
+    pub cluster_id: ClusterId,
+    pub forward: Arc<dyn ForwardHandler>,
+}
+
+impl PeerService {
+    pub fn into_server(self) -> PeerServer<Self> {
+        PeerServer::new(self)
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
+    }
+
+    fn check_cluster(&self, remote: u64) -> Result<(), Error> {
+        let local = self.cluster_id.load(Ordering::Acquire);
+        if remote != 0 && local != 0 && remote != local {
+            return Err(Error::ClusterMismatch { local, remote });
+        }
+        Ok(())
+    }
+
+    fn reply<T: Serialize>(
+        &self,
+        result: Result<T, Error>,
+    ) -> Result<TonicResponse<Envelope>, Status> {
+        Ok(TonicResponse::new(Envelope {
+            cluster_id: self.cluster_id.load(Ordering::Acquire),
+            payload: encode(&result).into(),
+        }))
+    }
+
+    async fn raft_call<Req, Resp, F, Fut, E>(
+        &self,
+        req: TonicRequest<Envelope>,
+        f: F,
+    ) -> Result<TonicResponse<Envelope>, Status>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        F: FnOnce(Raft, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, E>>,
+        E: std::fmt::Display,
+    {
+        let env = req.into_inner();
+        if let Err(e) = self.check_cluster(env.cluster_id) {
+            return self.reply::<Resp>(Err(e));
+        }
+        let msg: Req = decode(&env.payload, "peer request")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let result = f(self.raft.clone(), msg)
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()));
+        self.reply(result)
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        req: TonicRequest<Envelope>,
+    ) -> Result<TonicResponse<Envelope>, Status> {
+        self.raft_call(req, |raft, msg: AppendEntriesRequest<TypeConfig>| async move { raft.append_entries(msg).await })
+            .await
+    }
+
+    async fn vote(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+        self.raft_call(req, |raft, msg: VoteRequest<TypeConfig>| async move {
+            raft.vote(msg).await
+        })
+        .await
+    }
+
+    async fn pre_vote(
+        &self,
+        req: TonicRequest<Envelope>,
+    ) -> Result<TonicResponse<Envelope>, Status> {
+        self.raft_call(req, |raft, msg: VoteRequest<TypeConfig>| async move {
+            raft.pre_vote(msg).await
+        })
+        .await
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: TonicRequest<Envelope>,
+    ) -> Result<TonicResponse<Envelope>, Status> {
+        self.raft_call(
+            req,
+            |raft, msg: TransferLeaderRequest<TypeConfig>| async move {
+                raft.handle_transfer_leader(msg).await
+            },
+        )
+        .await
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: TonicRequest<Streaming<SnapshotChunk>>,
+    ) -> Result<TonicResponse<Envelope>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let header = first
+            .header
+            .ok_or_else(|| Status::invalid_argument("snapshot stream without header"))?;
+        if let Err(e) = self.check_cluster(header.cluster_id) {
+            return self.reply::<SnapshotResponse<TypeConfig>>(Err(e));
+        }
+        let (vote, meta): (Vote, super::SnapshotMeta) = decode(&header.payload, "snapshot header")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let path = self.state_machine.incoming_snapshot_path();
+        let received = receive_snapshot(&path, first.data, &mut stream).await;
+        if let Err(e) = received {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(Status::internal(format!("receiving snapshot failed: {e}")));
+        }
+        let snapshot = RaftSnapshot {
+            meta,
+            snapshot: SnapshotFile { path: path.clone() },
+        };
+        let result = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()));
+        let _ = tokio::fs::remove_file(&path).await; // Left over only if the install was refused.
+        self.reply(result)
+    }
+
+    async fn forward(
+        &self,
+        req: TonicRequest<Envelope>,
+    ) -> Result<TonicResponse<Envelope>, Status> {
+        let env = req.into_inner();
+        if let Err(e) = self.check_cluster(env.cluster_id) {
+            return self.reply::<()>(Err(e));
+        }
+        let payload = self.forward.handle(env.payload.to_vec()).await;
+        Ok(TonicResponse::new(Envelope {
+            cluster_id: self.cluster_id.load(Ordering::Acquire),
+            payload: payload.into(),
+        }))
+    }
+}
+
+async fn receive_snapshot(
+    path: &std::path::Path,
+    first: bytes::Bytes,
+    stream: &mut Streaming<SnapshotChunk>,
+) -> std::io::Result<()> {
+    let mut file = tokio::fs::File::create(path).await?;
+    file.write_all(&first).await?;
+    while let Some(chunk) = stream.message().await.map_err(std::io::Error::other)? {
+        file.write_all(&chunk.data).await?;
+    }
+    file.flush().await?;
+    file.sync_data().await?;
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! The Raft state machine: committed entries applied to the MVCC store.
+//!
+//! Each `apply` call becomes one fjall batch holding the data of every entry *and* the
+//! last applied log id, committed without fsync. After a crash the store may be behind
+//! the log; openraft replays the missing entries from the (fsynced) log at start.
+//!
+//! Snapshots are files (see [`super::snapshot`]). Installing one is crash-safe: a marker
+//! naming the file is persisted first, and a node that finds the marker at start installs
+//! the file again before serving anything.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use fjall::{Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+
+use super::codec::{decode_io, encode};
+use super::snapshot::{self, SnapshotFile};
+use super::{
+    io_err, LogId, RaftSnapshot, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
+};
+use crate::error::Error;
+use crate::mvcc::MvccStore;
+
+const KEY_APPLIED: &[u8] = b"sm/applied";
+const KEY_MEMBERSHIP: &[u8] = b"sm/membership";
+const KEY_INSTALLING: &[u8] = b"installing";
+const KEY_CURRENT: &[u8] = b"current";
+
+/// Called after each committed apply batch, on the apply task, with the new revision.
+pub(crate) type ApplyHook = Arc<dyn Fn(i64) + Send + Sync>;
+
+pub(crate) struct SmInner {
+    store: Arc<MvccStore>,
+    /// Keyspace for snapshot bookkeeping (never part of a snapshot).
+    snap_meta: Keyspace,
+    snapshot_dir: PathBuf,
+    /// Serializes snapshot building and installing.
+    snapshot_lock: Mutex<()>,
+    snapshot_seq: AtomicU64,
+    on_applied: Option<ApplyHook>,
+}
+
+/// The state machine handle given to openraft. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct StateMachine {
+    inner: Arc<SmInner>,
+}
+
+impl StateMachine {
+    /// Opens the state machine, finishing a snapshot install a crash interrupted.
+    pub fn open(
+        store: Arc<MvccStore>,
+        snapshot_dir: PathBuf,
+        on_applied: Option<ApplyHook>,
+    ) -> crate::Result<Self> {
+        std::fs::create_dir_all(&snapshot_dir)?;
+        let snap_meta = store
+            .db()
+            .keyspace("snapshot_meta", KeyspaceCreateOptions::default)?;
+        let sm = StateMachine {
+            inner: Arc::new(SmInner {
+                store,
+                snap_meta,
+                snapshot_dir,
+                snapshot_lock: Mutex::new(()),
+                snapshot_seq: AtomicU64::new(0),
+                on_applied,
+            }),
+        };
+        if let Some(path) = sm.inner.snap_meta.get(KEY_INSTALLING)? {
+            let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
+            tracing::warn!(path = %path.display(), "finishing an interrupted snapshot install");
+            sm.load_snapshot_file(&path).map_err(Error::from)?;
+        }
+        Ok(sm)
+    }
+
+    fn load_snapshot_file(&self, path: &Path) -> io::Result<()> {
+        let inner = &self.inner;
+        snapshot::verify(path)?;
+        inner
+            .snap_meta
+            .insert(KEY_INSTALLING, path.to_string_lossy().as_bytes())
+            .map_err(io_err)?;
+        inner
+            .store
+            .db()
+            .persist(PersistMode::SyncData)
+            .map_err(io_err)?;
+        snapshot::load(path, inner.store.db(), inner.store.keyspaces())?;
+        inner.store.reload_counters().map_err(io_err)?;
+        let mut batch = inner.store.db().batch();
+        batch.insert(
+            &inner.snap_meta,
+            KEY_CURRENT,
+            path.to_string_lossy().as_bytes(),
+        );
+        batch.remove(&inner.snap_meta, KEY_INSTALLING);
+        batch.commit().map_err(io_err)?;
+        inner
+            .store
+            .db()
+            .persist(PersistMode::SyncData)
+            .map_err(io_err)?;
+        self.remove_stale_snapshots(path);
+        if let Some(hook) = &inner.on_applied {
+            hook(inner.store.revision());
+        }
+        Ok(())
+    }
+
+    /// Deletes every snapshot file but `keep` (and files being received).
+    fn remove_stale_snapshots(&self, keep: &Path) {
+        let Ok(dir) = std::fs::read_dir(&self.inner.snapshot_dir) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let p = entry.path();
+            if p != keep && p.extension().is_some_and(|e| e == "snap") {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+
+    /// Where a snapshot being received from the leader is written.
+    pub fn incoming_snapshot_path(&self) -> PathBuf {
+        let n = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .snapshot_dir
+            .join(format!("incoming-{}-{n}.part", std::process::id()))
+    }
+
+    fn current_snapshot(&self) -> io::Result<Option<(SnapshotMeta, PathBuf)>> {
+        let Some(path) = self.inner.snap_meta.get(KEY_CURRENT).map_err(io_err)? else {
+            return Ok(None);
+        };
+        let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
+        match snapshot::read_meta(&path) {
+            Ok(meta) => Ok(Some((meta, path))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn build(&self) -> io::Result<RaftSnapshot> {
+        let inner = &self.inner;
+        let _guard = inner.snapshot_lock.lock().expect("snapshot lock");
+        let snap = inner.store.db().snapshot();
+        let meta_ks = &inner.store.keyspaces().meta;
+        let last_log_id: Option<LogId> = match snap.get(meta_ks, KEY_APPLIED).map_err(io_err)? {
+            Some(v) => decode_io(&v, "applied log id")?,
+            None => None,
+        };
+        let last_membership: StoredMembership =
+            match snap.get(meta_ks, KEY_MEMBERSHIP).map_err(io_err)? {
+                Some(v) => decode_io(&v, "membership")?,
+                None => StoredMembership::default(),
+            };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+        };
+        let n = inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let name = match last_log_id {
+            Some(l) => format!(
+                "snap-{:020}-{}-{n}.snap",
+                l.index(),
+                l.committed_leader_id()
+            ),
+            None => format!("snap-empty-{n}.snap"),
+        };
+        let path = inner.snapshot_dir.join(name);
+        snapshot::write(&path, &meta, inner.store.keyspaces(), &snap)?;
+        drop(snap);
+        inner
+            .snap_meta
+            .insert(KEY_CURRENT, path.to_string_lossy().as_bytes())
+            .map_err(io_err)?;
+        inner
+            .store
+            .db()
+            .persist(PersistMode::SyncData)
+            .map_err(io_err)?;
+        self.remove_stale_snapshots(&path);
+        tracing::info!(path = %path.display(), last_log_id = ?meta.last_log_id, "built snapshot");
+        Ok(RaftSnapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> io::Result<RaftSnapshot> {
+        let sm = self.clone();
+        tokio::task::spawn_blocking(move || sm.build())
+            .await
+            .map_err(io_err)?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        let meta = &self.inner.store.keyspaces().meta;
+        let applied: Option<LogId> = match meta.get(KEY_APPLIED).map_err(io_err)? {
+            Some(v) => decode_io(&v, "applied log id")?,
+            None => None,
+        };
+        let membership: StoredMembership = match meta.get(KEY_MEMBERSHIP).map_err(io_err)? {
+            Some(v) => decode_io(&v, "membership")?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        let store = &self.inner.store;
+        let mut applier = store.applier();
+        let mut replies = Vec::new();
+        let mut last_applied = None;
+        while let Some((entry, responder)) = entries.try_next().await? {
+            last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::Empty,
+                EntryPayload::Normal(Request::Kv(cmd)) => {
+                    let result = applier.apply(&cmd, &|_| false);
+                    if let Err(Error::Storage(e)) = &result {
+                        return Err(io::Error::other(e.clone()));
+                    }
+                    Response::Kv(result)
+                }
+                EntryPayload::Membership(m) => {
+                    let stored = StoredMembership::new(Some(entry.log_id), m);
+                    applier.put_meta(KEY_MEMBERSHIP, encode(&stored));
+                    Response::Empty
+                }
+            };
+            if let Some(r) = responder {
+                replies.push((r, response));
+            }
+        }
+        applier.put_meta(KEY_APPLIED, encode(&last_applied));
+        applier
+            .commit()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        if let Some(hook) = &self.inner.on_applied {
+            hook(store.revision());
+        }
+        for (r, response) in replies {
+            r.send(response);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> io::Result<()> {
+        let sm = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let _guard = sm.inner.snapshot_lock.lock().expect("snapshot lock");
+            let n = sm.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+            let name = match meta.last_log_id {
+                Some(l) => format!(
+                    "snap-{:020}-{}-r{n}.snap",
+                    l.index(),
+                    l.committed_leader_id()
+                ),
+                None => format!("snap-empty-r{n}.snap"),
+            };
+            let path = sm.inner.snapshot_dir.join(name);
+            std::fs::rename(&snapshot.path, &path)?;
+            snapshot::sync_dir(&sm.inner.snapshot_dir)?;
+            sm.load_snapshot_file(&path)?;
+            tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+            Ok(())
+        })
+        .await
+        .map_err(io_err)?
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<RaftSnapshot>> {
+        Ok(self.current_snapshot()?.map(|(meta, path)| RaftSnapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        }))
+    }
+}

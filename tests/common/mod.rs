@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests: real nodes on loopback, real data dirs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use quorumkv::{Bootstrap, Node, NodeConfig};
+
+/// A free loopback port (bound and released; the kernel does not hand it out again soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// Fast timeouts so tests do not wait on elections for long.
+pub fn fast(mut c: NodeConfig) -> NodeConfig {
+    c.heartbeat_interval_ms = 50;
+    c.election_timeout_ms = 300;
+    c.request_timeout_ms = 5_000;
+    c
+}
+
+pub struct ClusterSpec {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<(String, String)>,
+}
+
+impl ClusterSpec {
+    pub fn new(n: usize) -> Self {
+        let members = (1..=n).map(|i| (format!("n{i}"), addr())).collect();
+        ClusterSpec {
+            dir: tempfile::tempdir().unwrap(),
+            members,
+        }
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(&self.members[i].0)
+    }
+
+    pub fn config(&self, i: usize) -> NodeConfig {
+        let (name, peer) = &self.members[i];
+        fast(NodeConfig::new(
+            name.clone(),
+            self.data_dir(i),
+            peer.clone(),
+        ))
+        .bootstrap(Bootstrap::InitialCluster(self.members.clone()))
+    }
+}
+
+/// Starts every member of `spec` concurrently (as separate processes would).
+pub async fn start_cluster(spec: &ClusterSpec) -> Vec<Node> {
+    let starts = (0..spec.members.len()).map(|i| Node::start(spec.config(i)));
+    let nodes: Vec<Node> = futures::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    wait_for_leader(&nodes, Duration::from_secs(10)).await;
+    nodes
+}
+
+/// Waits until every running node agrees on one leader; returns its id.
+pub async fn wait_for_leader(nodes: &[Node], timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let leaders: Vec<Option<u64>> = nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.leader())
+            .collect();
+        if let Some(Some(l)) = leaders.first() {
+            let agreed = leaders.iter().all(|x| *x == Some(*l));
+            let alive = nodes.iter().any(|n| n.is_running() && n.id() == *l);
+            if agreed && alive {
+                return *l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader within {timeout:?}: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn leader_index(nodes: &[Node], leader: u64) -> usize {
+    nodes.iter().position(|n| n.id() == leader).unwrap()
+}
+
+/// Polls `f` until it returns true.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn single_config(dir: &Path, name: &str) -> NodeConfig {
+    fast(NodeConfig::new(name, dir.join(name), addr()))
+}
