@@ -28,7 +28,7 @@ pub use forward::Member;
 use crate::error::{Error, Result};
 use crate::mvcc::{MvccStore, ResponseHeader};
 use crate::raft::log_store::{FsyncStats, LogStore};
-use crate::raft::network::{ClusterId, NetworkFactory, PeerService};
+use crate::raft::network::{AddressBook, ClusterId, NetworkFactory, PeerService};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{MemberAddrs, Raft};
 use datadir::Identity;
@@ -119,6 +119,7 @@ pub(crate) struct NodeInner {
     observed: Observed,
     fsync: Arc<FsyncStats>,
     peers: routing::PeerClients,
+    addresses: AddressBook,
 }
 
 /// A handle to a running (or stopped) node. Cloning is cheap; all clones are the same node.
@@ -198,6 +199,7 @@ impl Node {
             observed: Observed::default(),
             fsync: Arc::new(FsyncStats::default()),
             peers: routing::PeerClients::default(),
+            addresses: AddressBook::default(),
             config,
         });
         let node = Node { inner };
@@ -236,6 +238,7 @@ impl Node {
         .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         let network = NetworkFactory {
             cluster_id: self.inner.cluster_id.clone(),
+            addresses: self.inner.addresses.clone(),
         };
         let raft = Raft::new(
             self.inner.member_id,
@@ -635,10 +638,18 @@ async fn watch_metrics(node: Weak<NodeInner>, raft: Raft) {
                 membership_log = Some(log_id);
                 let mem = m.membership_config.membership();
                 let voters: Vec<u64> = mem.voter_ids().collect();
-                let map = mem
+                let map: BTreeMap<u64, (MemberAddrs, bool)> = mem
                     .nodes()
                     .map(|(id, n)| (*id, (n.clone(), voters.contains(id))))
                     .collect();
+                {
+                    let mut book = inner.addresses.write().expect("address book");
+                    for (id, (addrs, _)) in &map {
+                        if let Some(a) = addrs.peer_addrs.first() {
+                            book.insert(*id, a.clone());
+                        }
+                    }
+                }
                 *inner.observed.members.write().expect("members lock") = map;
                 inner.peers.clear();
             }

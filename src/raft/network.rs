@@ -65,10 +65,15 @@ pub(crate) fn peer_client(channel: Channel) -> PeerClient<Channel> {
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
 }
 
+/// Current peer address of every member, kept up to date from the membership, so a
+/// member that moved is reached at its new address by connections made before the move.
+pub(crate) type AddressBook = Arc<std::sync::RwLock<std::collections::BTreeMap<u64, String>>>;
+
 /// Creates peer connections for openraft.
 #[derive(Clone)]
 pub(crate) struct NetworkFactory {
     pub cluster_id: ClusterId,
+    pub addresses: AddressBook,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -76,10 +81,17 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: u64, node: &MemberAddrs) -> PeerConnection {
         let addr = node.peer_addrs.first().cloned().unwrap_or_default();
+        self.addresses
+            .write()
+            .expect("address book")
+            .entry(target)
+            .or_insert(addr);
         PeerConnection {
             target,
-            client: peer_channel(&addr).ok().map(peer_client),
+            addr: String::new(),
+            client: None,
             cluster_id: self.cluster_id.clone(),
+            addresses: self.addresses.clone(),
         }
     }
 }
@@ -87,8 +99,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// A connection to one peer.
 pub(crate) struct PeerConnection {
     target: u64,
+    /// The address `client` is connected to.
+    addr: String,
     client: Option<PeerClient<Channel>>,
     cluster_id: ClusterId,
+    addresses: AddressBook,
 }
 
 fn unreachable<E: std::fmt::Display>(e: E) -> RPCError<TypeConfig> {
@@ -100,6 +115,22 @@ fn network_err<E: std::fmt::Display>(e: E) -> RPCError<TypeConfig> {
 }
 
 impl PeerConnection {
+    /// The client for the target's current address (reconnecting if it moved).
+    fn client(&mut self) -> Option<PeerClient<Channel>> {
+        let current = self
+            .addresses
+            .read()
+            .expect("address book")
+            .get(&self.target)
+            .cloned();
+        let current = current?;
+        if current != self.addr || self.client.is_none() {
+            self.client = peer_channel(&current).ok().map(peer_client);
+            self.addr = current;
+        }
+        self.client.clone()
+    }
+
     fn envelope<T: Serialize>(&self, msg: &T) -> Envelope {
         Envelope {
             cluster_id: self.cluster_id.load(Ordering::Acquire),
@@ -120,8 +151,7 @@ impl PeerConnection {
         Fut: Future<Output = Result<TonicResponse<Envelope>, Status>>,
     {
         let client = self
-            .client
-            .clone()
+            .client()
             .ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
         let env = self.envelope(req);
         let reply = tokio::time::timeout(option.hard_ttl(), f(client, env))
@@ -196,7 +226,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let mut client = self.client.clone().ok_or_else(|| {
+        let mut client = self.client().ok_or_else(|| {
             StreamingError::Unreachable(Unreachable::new(&std::io::Error::other("no peer address")))
         })?;
         let header = self.envelope(&(vote, snapshot.meta.clone()));

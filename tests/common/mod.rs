@@ -6,6 +6,16 @@ use std::time::{Duration, Instant};
 
 use quorumkv::{Bootstrap, Node, NodeConfig};
 
+/// Logs to stderr when `RUST_LOG` is set (cargo test shows it for failing tests).
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A free loopback port (bound and released; the kernel does not hand it out again soon).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -21,6 +31,7 @@ pub fn addr() -> String {
 
 /// Fast timeouts so tests do not wait on elections for long.
 pub fn fast(mut c: NodeConfig) -> NodeConfig {
+    init_logs();
     c.heartbeat_interval_ms = 50;
     c.election_timeout_ms = 300;
     c.request_timeout_ms = 5_000;
