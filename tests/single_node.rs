@@ -6,232 +6,98 @@ use quorumkv::*;
 
 async fn node() -> (tempfile::TempDir, Node) {
     let dir = tempfile::tempdir().unwrap();
-    let n = Node::start(common::single_config(dir.path(), "solo"))
-        .await
-        .unwrap();
+    let n = Node::start(common::single_config(dir.path(), "solo")).await.unwrap();
     (dir, n)
 }
 
 fn keys(r: &RangeResponse) -> Vec<String> {
-    r.kvs
-        .iter()
-        .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
-        .collect()
+    r.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_get_versions_and_revisions() {
     let (_d, n) = node().await;
-    assert_eq!(
-        n.status().unwrap().revision,
-        1,
-        "an empty store is at revision 1, as etcd"
-    );
+    assert_eq!(n.status().unwrap().revision, 1, "an empty store is at revision 1, as etcd");
     let r1 = n.put(PutRequest::new("a", "1")).await.unwrap();
     assert_eq!(r1.header.revision, 2);
     assert_eq!(r1.header.member_id, n.id());
     assert_eq!(r1.header.cluster_id, n.cluster_id());
     assert!(r1.header.raft_term >= 1);
-    let r2 = n
-        .put(PutRequest {
-            prev_kv: true,
-            ..PutRequest::new("a", "2")
-        })
-        .await
-        .unwrap();
+    let r2 = n.put(PutRequest { prev_kv: true, ..PutRequest::new("a", "2") }).await.unwrap();
     assert_eq!(r2.header.revision, 3);
     let prev = r2.prev_kv.unwrap();
-    assert_eq!(
-        (prev.value.as_slice(), prev.version, prev.mod_revision),
-        (&b"1"[..], 1, 2)
-    );
+    assert_eq!((prev.value.as_slice(), prev.version, prev.mod_revision), (&b"1"[..], 1, 2));
     let kv = n.get("a").await.unwrap().unwrap();
-    assert_eq!(
-        (
-            kv.create_revision,
-            kv.mod_revision,
-            kv.version,
-            kv.value.as_slice()
-        ),
-        (2, 3, 2, &b"2"[..])
-    );
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version, kv.value.as_slice()), (2, 3, 2, &b"2"[..]));
     // Delete then re-create: version and create revision restart.
-    let d = n
-        .delete_range(DeleteRangeRequest {
-            prev_kv: true,
-            ..DeleteRangeRequest::key("a")
-        })
-        .await
-        .unwrap();
+    let d = n.delete_range(DeleteRangeRequest { prev_kv: true, ..DeleteRangeRequest::key("a") }).await.unwrap();
     assert_eq!((d.deleted, d.header.revision, d.prev_kvs.len()), (1, 4, 1));
     let none = n.delete_range(DeleteRangeRequest::key("a")).await.unwrap();
-    assert_eq!(
-        (none.deleted, none.header.revision),
-        (0, 4),
-        "deleting nothing makes no revision"
-    );
+    assert_eq!((none.deleted, none.header.revision), (0, 4), "deleting nothing makes no revision");
     n.put(PutRequest::new("a", "3")).await.unwrap();
     let kv = n.get("a").await.unwrap().unwrap();
     assert_eq!((kv.create_revision, kv.version), (5, 1));
     // Read the past.
-    let old = n
-        .range(RangeRequest {
-            revision: 3,
-            ..RangeRequest::key("a")
-        })
-        .await
-        .unwrap();
+    let old = n.range(RangeRequest { revision: 3, ..RangeRequest::key("a") }).await.unwrap();
     assert_eq!(old.kvs[0].value, b"2");
-    assert_eq!(
-        old.header.revision, 5,
-        "header carries the current revision"
-    );
-    let gone = n
-        .range(RangeRequest {
-            revision: 4,
-            ..RangeRequest::key("a")
-        })
-        .await
-        .unwrap();
+    assert_eq!(old.header.revision, 5, "header carries the current revision");
+    let gone = n.range(RangeRequest { revision: 4, ..RangeRequest::key("a") }).await.unwrap();
     assert!(gone.kvs.is_empty());
-    assert_eq!(
-        n.range(RangeRequest {
-            revision: 6,
-            ..RangeRequest::key("a")
-        })
-        .await,
-        Err(Error::FutureRevision)
-    );
+    assert_eq!(n.range(RangeRequest { revision: 6, ..RangeRequest::key("a") }).await, Err(Error::FutureRevision));
     n.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_flags_follow_etcd() {
     let (_d, n) = node().await;
-    let ignore_value = PutRequest {
-        ignore_value: true,
-        ..PutRequest::new("k", "")
-    };
+    let ignore_value = PutRequest { ignore_value: true, ..PutRequest::new("k", "") };
     assert_eq!(n.put(ignore_value.clone()).await, Err(Error::KeyNotFound));
+    assert_eq!(n.put(PutRequest { ignore_value: true, ..PutRequest::new("k", "x") }).await, Err(Error::ValueProvided));
     assert_eq!(
-        n.put(PutRequest {
-            ignore_value: true,
-            ..PutRequest::new("k", "x")
-        })
-        .await,
-        Err(Error::ValueProvided)
-    );
-    assert_eq!(
-        n.put(PutRequest {
-            ignore_lease: true,
-            lease: 5,
-            ..PutRequest::new("k", "")
-        })
-        .await,
+        n.put(PutRequest { ignore_lease: true, lease: 5, ..PutRequest::new("k", "") }).await,
         Err(Error::LeaseProvided)
     );
-    assert_eq!(
-        n.put(PutRequest {
-            lease: 99,
-            ..PutRequest::new("k", "v")
-        })
-        .await,
-        Err(Error::LeaseNotFound)
-    );
+    assert_eq!(n.put(PutRequest { lease: 99, ..PutRequest::new("k", "v") }).await, Err(Error::LeaseNotFound));
     assert_eq!(n.put(PutRequest::new("", "v")).await, Err(Error::EmptyKey));
-    assert_eq!(
-        n.status().unwrap().revision,
-        1,
-        "failed puts make no revision"
-    );
+    assert_eq!(n.status().unwrap().revision, 1, "failed puts make no revision");
     n.put(PutRequest::new("k", "v1")).await.unwrap();
     n.put(ignore_value).await.unwrap();
     let kv = n.get("k").await.unwrap().unwrap();
     assert_eq!((kv.value.as_slice(), kv.version), (&b"v1"[..], 2));
     let big = vec![0u8; 2 << 20];
-    assert!(matches!(
-        n.put(PutRequest::new("big", big)).await,
-        Err(Error::RequestTooLarge { .. })
-    ));
+    assert!(matches!(n.put(PutRequest::new("big", big)).await, Err(Error::RequestTooLarge { .. })));
     n.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_options() {
     let (_d, n) = node().await;
-    for (k, v) in [
-        ("a", "5"),
-        ("b", "4"),
-        ("c", "3"),
-        ("d", "2"),
-        ("e", "1"),
-        ("f/x", "0"),
-    ] {
+    for (k, v) in [("a", "5"), ("b", "4"), ("c", "3"), ("d", "2"), ("e", "1"), ("f/x", "0")] {
         n.put(PutRequest::new(k, v)).await.unwrap();
     }
     n.put(PutRequest::new("c", "33")).await.unwrap(); // c: version 2, mod 8
     let r = n.range(RangeRequest::range("b", "e")).await.unwrap();
-    assert_eq!(
-        (keys(&r), r.count, r.more),
-        (vec!["b".into(), "c".into(), "d".into()], 3, false)
-    );
+    assert_eq!((keys(&r), r.count, r.more), (vec!["b".into(), "c".into(), "d".into()], 3, false));
     let all = n.range(RangeRequest::range("\0", "\0")).await.unwrap();
     assert_eq!(all.count, 6, "\\0..\\0 is every key");
     let from_c = n.range(RangeRequest::range("c", "\0")).await.unwrap();
     assert_eq!(keys(&from_c), vec!["c", "d", "e", "f/x"]);
     let prefix = n.range(RangeRequest::prefix("f/")).await.unwrap();
     assert_eq!(keys(&prefix), vec!["f/x"]);
-    let limited = n
-        .range(RangeRequest {
-            limit: 2,
-            ..RangeRequest::range("a", "\0")
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        (keys(&limited), limited.count, limited.more),
-        (vec!["a".into(), "b".into()], 6, true)
-    );
-    let counted = n
-        .range(RangeRequest {
-            count_only: true,
-            ..RangeRequest::range("a", "\0")
-        })
-        .await
-        .unwrap();
+    let limited = n.range(RangeRequest { limit: 2, ..RangeRequest::range("a", "\0") }).await.unwrap();
+    assert_eq!((keys(&limited), limited.count, limited.more), (vec!["a".into(), "b".into()], 6, true));
+    let counted = n.range(RangeRequest { count_only: true, ..RangeRequest::range("a", "\0") }).await.unwrap();
     assert_eq!((counted.kvs.len(), counted.count), (0, 6));
-    let ko = n
-        .range(RangeRequest {
-            keys_only: true,
-            ..RangeRequest::key("a")
-        })
-        .await
-        .unwrap();
+    let ko = n.range(RangeRequest { keys_only: true, ..RangeRequest::key("a") }).await.unwrap();
     assert!(ko.kvs[0].value.is_empty() && ko.kvs[0].version == 1);
-    let by_value = n
-        .range(RangeRequest {
-            sort_target: SortTarget::Value,
-            ..RangeRequest::range("a", "f")
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        keys(&by_value),
-        vec!["e", "d", "c", "b", "a"],
-        "a non-key target with order NONE sorts ascending"
-    );
+    let by_value =
+        n.range(RangeRequest { sort_target: SortTarget::Value, ..RangeRequest::range("a", "f") }).await.unwrap();
+    assert_eq!(keys(&by_value), vec!["e", "d", "c", "b", "a"], "a non-key target with order NONE sorts ascending");
     let desc = n
-        .range(RangeRequest {
-            sort_order: SortOrder::Descend,
-            limit: 2,
-            ..RangeRequest::range("a", "\0")
-        })
+        .range(RangeRequest { sort_order: SortOrder::Descend, limit: 2, ..RangeRequest::range("a", "\0") })
         .await
         .unwrap();
-    assert_eq!(
-        (keys(&desc), desc.more),
-        (vec!["f/x".into(), "e".into()], true)
-    );
+    assert_eq!((keys(&desc), desc.more), (vec!["f/x".into(), "e".into()], true));
     let by_mod = n
         .range(RangeRequest {
             sort_order: SortOrder::Descend,
@@ -263,51 +129,21 @@ async fn range_options() {
     assert_eq!(keys(&by_create), vec!["a", "b", "c", "d", "e", "f/x"]);
     // Filters do not change count; more is computed after them.
     let filt = n
-        .range(RangeRequest {
-            min_mod_revision: 5,
-            max_mod_revision: 7,
-            ..RangeRequest::range("a", "\0")
-        })
+        .range(RangeRequest { min_mod_revision: 5, max_mod_revision: 7, ..RangeRequest::range("a", "\0") })
         .await
         .unwrap();
-    assert_eq!(
-        (keys(&filt), filt.count),
-        (vec!["d".into(), "e".into(), "f/x".into()], 6)
-    );
+    assert_eq!((keys(&filt), filt.count), (vec!["d".into(), "e".into(), "f/x".into()], 6));
     let filt_c = n
-        .range(RangeRequest {
-            min_create_revision: 4,
-            max_create_revision: 4,
-            ..RangeRequest::range("a", "\0")
-        })
+        .range(RangeRequest { min_create_revision: 4, max_create_revision: 4, ..RangeRequest::range("a", "\0") })
         .await
         .unwrap();
     assert_eq!(keys(&filt_c), vec!["c"]);
-    let past = n
-        .range(RangeRequest {
-            revision: 4,
-            ..RangeRequest::range("a", "\0")
-        })
-        .await
-        .unwrap();
+    let past = n.range(RangeRequest { revision: 4, ..RangeRequest::range("a", "\0") }).await.unwrap();
     assert_eq!(keys(&past), vec!["a", "b", "c"]);
     assert_eq!(past.kvs[2].value, b"3");
-    let ser = n
-        .range(RangeRequest {
-            serializable: true,
-            ..RangeRequest::key("c")
-        })
-        .await
-        .unwrap();
+    let ser = n.range(RangeRequest { serializable: true, ..RangeRequest::key("c") }).await.unwrap();
     assert_eq!(ser.kvs[0].value, b"33");
-    assert!(
-        n.range(RangeRequest::range("d", "b"))
-            .await
-            .unwrap()
-            .kvs
-            .is_empty(),
-        "end before start is empty"
-    );
+    assert!(n.range(RangeRequest::range("d", "b")).await.unwrap().kvs.is_empty(), "end before start is empty");
     assert_eq!(n.range(RangeRequest::key("")).await, Err(Error::EmptyKey));
     n.stop().await.unwrap();
 }
@@ -317,40 +153,22 @@ async fn transactions() {
     let (_d, n) = node().await;
     n.put(PutRequest::new("x", "1")).await.unwrap(); // rev 2
     let cas = |expect: &str, new: &str| TxnRequest {
-        compare: vec![Compare::new(
-            "x",
-            CompareResult::Equal,
-            CompareTarget::Value(expect.into()),
-        )],
-        success: vec![
-            RequestOp::Put(PutRequest::new("x", new)),
-            RequestOp::Put(PutRequest::new("y", new)),
-        ],
+        compare: vec![Compare::new("x", CompareResult::Equal, CompareTarget::Value(expect.into()))],
+        success: vec![RequestOp::Put(PutRequest::new("x", new)), RequestOp::Put(PutRequest::new("y", new))],
         failure: vec![RequestOp::Range(RangeRequest::key("x"))],
     };
     let ok = n.txn(cas("1", "2")).await.unwrap();
     assert!(ok.succeeded);
     assert_eq!(ok.header.revision, 3, "one txn makes one revision");
-    let (x, y) = (
-        n.get("x").await.unwrap().unwrap(),
-        n.get("y").await.unwrap().unwrap(),
-    );
+    let (x, y) = (n.get("x").await.unwrap().unwrap(), n.get("y").await.unwrap().unwrap());
     assert_eq!((x.mod_revision, y.mod_revision), (3, 3));
     let failed = n.txn(cas("1", "3")).await.unwrap();
     assert!(!failed.succeeded);
-    assert_eq!(
-        failed.header.revision, 3,
-        "a txn that only reads makes no revision"
-    );
-    let ResponseOp::Range(r) = &failed.responses[0] else {
-        panic!()
-    };
+    assert_eq!(failed.header.revision, 3, "a txn that only reads makes no revision");
+    let ResponseOp::Range(r) = &failed.responses[0] else { panic!() };
     assert_eq!(r.kvs[0].value, b"2");
     // Each compare target and result.
-    let cmp = |target, result| TxnRequest {
-        compare: vec![Compare::new("x", result, target)],
-        ..Default::default()
-    };
+    let cmp = |target, result| TxnRequest { compare: vec![Compare::new("x", result, target)], ..Default::default() };
     for (target, result, want) in [
         (CompareTarget::Version(2), CompareResult::Equal, true),
         (CompareTarget::Version(1), CompareResult::Greater, true),
@@ -358,35 +176,15 @@ async fn transactions() {
         (CompareTarget::Mod(4), CompareResult::Less, true),
         (CompareTarget::Mod(3), CompareResult::NotEqual, false),
         (CompareTarget::Lease(0), CompareResult::Equal, true),
-        (
-            CompareTarget::Value(b"1".to_vec()),
-            CompareResult::Greater,
-            true,
-        ),
+        (CompareTarget::Value(b"1".to_vec()), CompareResult::Greater, true),
     ] {
-        assert_eq!(
-            n.txn(cmp(target.clone(), result)).await.unwrap().succeeded,
-            want,
-            "{target:?} {result:?}"
-        );
+        assert_eq!(n.txn(cmp(target.clone(), result)).await.unwrap().succeeded, want, "{target:?} {result:?}");
     }
     // Missing keys compare as zero, except values, which never match.
-    let missing = |target| TxnRequest {
-        compare: vec![Compare::new("nope", CompareResult::Equal, target)],
-        ..Default::default()
-    };
-    assert!(
-        n.txn(missing(CompareTarget::Version(0)))
-            .await
-            .unwrap()
-            .succeeded
-    );
-    assert!(
-        !n.txn(missing(CompareTarget::Value(vec![])))
-            .await
-            .unwrap()
-            .succeeded
-    );
+    let missing =
+        |target| TxnRequest { compare: vec![Compare::new("nope", CompareResult::Equal, target)], ..Default::default() };
+    assert!(n.txn(missing(CompareTarget::Version(0))).await.unwrap().succeeded);
+    assert!(!n.txn(missing(CompareTarget::Value(vec![]))).await.unwrap().succeeded);
     // Range compare: every key in range must hold.
     let range_cmp = TxnRequest {
         compare: vec![Compare {
@@ -402,11 +200,7 @@ async fn transactions() {
         success: vec![
             RequestOp::Put(PutRequest::new("n1", "a")),
             RequestOp::Txn(TxnRequest {
-                compare: vec![Compare::new(
-                    "n1",
-                    CompareResult::Equal,
-                    CompareTarget::Version(0),
-                )],
+                compare: vec![Compare::new("n1", CompareResult::Equal, CompareTarget::Version(0))],
                 success: vec![RequestOp::Put(PutRequest::new("n2", "pre-state-seen"))],
                 failure: vec![RequestOp::Put(PutRequest::new("n3", "x"))],
             }),
@@ -417,50 +211,29 @@ async fn transactions() {
     };
     let r = n.txn(nested).await.unwrap();
     assert_eq!(r.header.revision, 4);
-    let ResponseOp::Txn(inner) = &r.responses[1] else {
-        panic!()
-    };
-    assert!(
-        inner.succeeded,
-        "nested compares see the state before the txn"
-    );
-    let ResponseOp::Range(seen) = &r.responses[2] else {
-        panic!()
-    };
+    let ResponseOp::Txn(inner) = &r.responses[1] else { panic!() };
+    assert!(inner.succeeded, "nested compares see the state before the txn");
+    let ResponseOp::Range(seen) = &r.responses[2] else { panic!() };
     assert_eq!(keys(seen), vec!["n1", "n2"]);
-    let ResponseOp::DeleteRange(del) = &r.responses[3] else {
-        panic!()
-    };
+    let ResponseOp::DeleteRange(del) = &r.responses[3] else { panic!() };
     assert_eq!(del.deleted, 1);
     // Errors.
     let dup = TxnRequest {
-        success: vec![
-            RequestOp::Put(PutRequest::new("d", "1")),
-            RequestOp::Put(PutRequest::new("d", "2")),
-        ],
+        success: vec![RequestOp::Put(PutRequest::new("d", "1")), RequestOp::Put(PutRequest::new("d", "2"))],
         ..Default::default()
     };
     assert_eq!(n.txn(dup).await, Err(Error::DuplicateKey));
     let many = TxnRequest {
-        success: (0..129)
-            .map(|i| RequestOp::Put(PutRequest::new(format!("m{i}"), "v")))
-            .collect(),
+        success: (0..129).map(|i| RequestOp::Put(PutRequest::new(format!("m{i}"), "v"))).collect(),
         ..Default::default()
     };
     assert_eq!(n.txn(many).await, Err(Error::TooManyOps { max: 128 }));
     let missing_ignore = TxnRequest {
-        success: vec![RequestOp::Put(PutRequest {
-            ignore_value: true,
-            ..PutRequest::new("zz", "")
-        })],
+        success: vec![RequestOp::Put(PutRequest { ignore_value: true, ..PutRequest::new("zz", "") })],
         ..Default::default()
     };
     assert_eq!(n.txn(missing_ignore).await, Err(Error::KeyNotFound));
-    assert_eq!(
-        n.status().unwrap().revision,
-        4,
-        "failed txns make no revision"
-    );
+    assert_eq!(n.status().unwrap().revision, 4, "failed txns make no revision");
     n.stop().await.unwrap();
 }
 
@@ -471,67 +244,21 @@ async fn compaction() {
         n.put(PutRequest::new("k", format!("v{i}"))).await.unwrap(); // revs 2..=11
     }
     n.put(PutRequest::new("gone", "x")).await.unwrap(); // 12
-    n.delete_range(DeleteRangeRequest::key("gone"))
-        .await
-        .unwrap(); // 13
+    n.delete_range(DeleteRangeRequest::key("gone")).await.unwrap(); // 13
+    assert_eq!(n.compact(CompactionRequest { revision: 14, physical: true }).await, Err(Error::FutureRevision));
+    n.compact(CompactionRequest { revision: 8, physical: true }).await.unwrap();
     assert_eq!(
-        n.compact(CompactionRequest {
-            revision: 14,
-            physical: true
-        })
-        .await,
-        Err(Error::FutureRevision)
+        n.range(RangeRequest { revision: 7, ..RangeRequest::key("k") }).await,
+        Err(Error::Compacted { compact_revision: 8 })
     );
-    n.compact(CompactionRequest {
-        revision: 8,
-        physical: true,
-    })
-    .await
-    .unwrap();
+    let at = n.range(RangeRequest { revision: 8, ..RangeRequest::key("k") }).await.unwrap();
+    assert_eq!(at.kvs[0].value, b"v6", "the compaction point stays readable");
     assert_eq!(
-        n.range(RangeRequest {
-            revision: 7,
-            ..RangeRequest::key("k")
-        })
-        .await,
-        Err(Error::Compacted {
-            compact_revision: 8
-        })
+        n.compact(CompactionRequest { revision: 8, physical: false }).await,
+        Err(Error::Compacted { compact_revision: 8 })
     );
-    let at = n
-        .range(RangeRequest {
-            revision: 8,
-            ..RangeRequest::key("k")
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        at.kvs[0].value, b"v6",
-        "the compaction point stays readable"
-    );
-    assert_eq!(
-        n.compact(CompactionRequest {
-            revision: 8,
-            physical: false
-        })
-        .await,
-        Err(Error::Compacted {
-            compact_revision: 8
-        })
-    );
-    n.compact(CompactionRequest {
-        revision: 13,
-        physical: false,
-    })
-    .await
-    .unwrap();
-    let at = n
-        .range(RangeRequest {
-            revision: 13,
-            ..RangeRequest::range("a", "\0")
-        })
-        .await
-        .unwrap();
+    n.compact(CompactionRequest { revision: 13, physical: false }).await.unwrap();
+    let at = n.range(RangeRequest { revision: 13, ..RangeRequest::range("a", "\0") }).await.unwrap();
     assert_eq!(at.kvs.len(), 1);
     assert_eq!(n.get("k").await.unwrap().unwrap().version, 10);
     n.stop().await.unwrap();
@@ -546,10 +273,7 @@ async fn data_survives_restart_and_dir_is_locked() {
     n.put(PutRequest::new("persist", "yes")).await.unwrap();
     let mut second = cfg.clone();
     second.peer_addr = common::addr();
-    assert!(matches!(
-        Node::start(second).await,
-        Err(Error::DataDirLocked { .. })
-    ));
+    assert!(matches!(Node::start(second).await, Err(Error::DataDirLocked { .. })));
     n.stop().await.unwrap();
     assert_eq!(n.put(PutRequest::new("x", "y")).await, Err(Error::Stopped));
     let n = Node::start(cfg.clone()).await.unwrap();

@@ -77,21 +77,9 @@ struct Interval {
 impl Interval {
     fn of(key: &[u8], range_end: &[u8]) -> Self {
         match range_end {
-            [] => Interval {
-                start: key.to_vec(),
-                end: None,
-                point: true,
-            },
-            [0] => Interval {
-                start: key.to_vec(),
-                end: None,
-                point: false,
-            },
-            end => Interval {
-                start: key.to_vec(),
-                end: Some(end.to_vec()),
-                point: false,
-            },
+            [] => Interval { start: key.to_vec(), end: None, point: true },
+            [0] => Interval { start: key.to_vec(), end: None, point: false },
+            end => Interval { start: key.to_vec(), end: Some(end.to_vec()), point: false },
         }
     }
 
@@ -158,98 +146,39 @@ mod tests {
         RequestOp::Put(PutRequest::new(k, "v"))
     }
     fn del(k: &str, end: &str) -> RequestOp {
-        RequestOp::DeleteRange(DeleteRangeRequest {
-            key: k.into(),
-            range_end: end.into(),
-            prev_kv: false,
-        })
+        RequestOp::DeleteRange(DeleteRangeRequest { key: k.into(), range_end: end.into(), prev_kv: false })
     }
     fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
-        TxnRequest {
-            compare: vec![],
-            success,
-            failure,
-        }
+        TxnRequest { compare: vec![], success, failure }
     }
 
     #[test]
     fn duplicate_key_table() {
         let cases: Vec<(&str, TxnRequest, bool)> = vec![
-            (
-                "two puts same key",
-                txn(vec![put("a"), put("a")], vec![]),
-                true,
-            ),
-            (
-                "put in deleted range",
-                txn(vec![del("a", "c"), put("b")], vec![]),
-                true,
-            ),
-            (
-                "put outside deleted range",
-                txn(vec![del("a", "c"), put("c")], vec![]),
-                false,
-            ),
-            (
-                "delete point then put",
-                txn(vec![del("a", ""), put("a")], vec![]),
-                true,
-            ),
-            (
-                "overlapping deletes",
-                txn(vec![del("a", "c"), del("b", "d")], vec![]),
-                false,
-            ),
-            (
-                "success vs failure never conflict",
-                txn(vec![put("a")], vec![put("a")]),
-                false,
-            ),
-            (
-                "open-ended delete then put",
-                txn(vec![del("a", "\0"), put("z")], vec![]),
-                true,
-            ),
+            ("two puts same key", txn(vec![put("a"), put("a")], vec![]), true),
+            ("put in deleted range", txn(vec![del("a", "c"), put("b")], vec![]), true),
+            ("put outside deleted range", txn(vec![del("a", "c"), put("c")], vec![]), false),
+            ("delete point then put", txn(vec![del("a", ""), put("a")], vec![]), true),
+            ("overlapping deletes", txn(vec![del("a", "c"), del("b", "d")], vec![]), false),
+            ("success vs failure never conflict", txn(vec![put("a")], vec![put("a")]), false),
+            ("open-ended delete then put", txn(vec![del("a", "\0"), put("z")], vec![]), true),
             (
                 "nested then/else same key",
-                txn(
-                    vec![RequestOp::Txn(txn(vec![put("a")], vec![put("a")]))],
-                    vec![],
-                ),
+                txn(vec![RequestOp::Txn(txn(vec![put("a")], vec![put("a")]))], vec![]),
                 false,
             ),
-            (
-                "nested put vs outer put",
-                txn(
-                    vec![put("a"), RequestOp::Txn(txn(vec![put("a")], vec![]))],
-                    vec![],
-                ),
-                true,
-            ),
+            ("nested put vs outer put", txn(vec![put("a"), RequestOp::Txn(txn(vec![put("a")], vec![]))], vec![]), true),
             (
                 "nested put in outer delete",
-                txn(
-                    vec![del("a", "b"), RequestOp::Txn(txn(vec![], vec![put("a")]))],
-                    vec![],
-                ),
+                txn(vec![del("a", "b"), RequestOp::Txn(txn(vec![], vec![put("a")]))], vec![]),
                 true,
             ),
             (
                 "outer put in nested delete",
-                txn(
-                    vec![RequestOp::Txn(txn(vec![del("a", "")], vec![])), put("a")],
-                    vec![],
-                ),
+                txn(vec![RequestOp::Txn(txn(vec![del("a", "")], vec![])), put("a")], vec![]),
                 true,
             ),
-            (
-                "range ops never conflict",
-                txn(
-                    vec![RequestOp::Range(RangeRequest::key("a")), put("a")],
-                    vec![],
-                ),
-                false,
-            ),
+            ("range ops never conflict", txn(vec![RequestOp::Range(RangeRequest::key("a")), put("a")], vec![]), false),
         ];
         for (name, t, dup) in cases {
             let got = check_txn(&t, 128);
@@ -261,16 +190,10 @@ mod tests {
     fn op_limits_are_per_list_and_nested_get_the_rest() {
         let many = |n: usize| (0..n).map(|i| put(&format!("k{i}"))).collect::<Vec<_>>();
         assert!(check_txn(&txn(many(128), many(128)), 128).is_ok());
-        assert_eq!(
-            check_txn(&txn(many(129), vec![]), 128),
-            Err(Error::TooManyOps { max: 128 })
-        );
+        assert_eq!(check_txn(&txn(many(129), vec![]), 128), Err(Error::TooManyOps { max: 128 }));
         let mut outer = many(100);
         outer.push(RequestOp::Txn(txn(many(28), vec![])));
-        assert_eq!(
-            check_txn(&txn(outer, vec![]), 128),
-            Err(Error::TooManyOps { max: 27 })
-        );
+        assert_eq!(check_txn(&txn(outer, vec![]), 128), Err(Error::TooManyOps { max: 27 }));
     }
 
     #[test]
@@ -278,15 +201,8 @@ mod tests {
         assert_eq!(check_put(&PutRequest::new("", "v")), Err(Error::EmptyKey));
         assert_eq!(check_range(&RangeRequest::key("")), Err(Error::EmptyKey));
         let mut t = txn(vec![], vec![]);
-        t.compare.push(Compare::new(
-            "",
-            CompareResult::Equal,
-            CompareTarget::Version(0),
-        ));
+        t.compare.push(Compare::new("", CompareResult::Equal, CompareTarget::Version(0)));
         assert_eq!(check_txn(&t, 128), Err(Error::EmptyKey));
-        assert_eq!(
-            check_txn(&txn(vec![del("", "")], vec![]), 128),
-            Err(Error::EmptyKey)
-        );
+        assert_eq!(check_txn(&txn(vec![del("", "")], vec![]), 128), Err(Error::EmptyKey));
     }
 }

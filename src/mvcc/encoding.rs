@@ -32,11 +32,7 @@ impl LiveRecord {
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
-            value: if keys_only {
-                Vec::new()
-            } else {
-                self.value.clone()
-            },
+            value: if keys_only { Vec::new() } else { self.value.clone() },
             lease: self.lease,
         }
     }
@@ -159,18 +155,8 @@ mod tests {
 
     #[test]
     fn hist_keys_round_trip_and_keep_order() {
-        let keys: Vec<&[u8]> = vec![
-            b"",
-            b"\x00",
-            b"\x00\x00",
-            b"\x00\x01",
-            b"a",
-            b"a\x00",
-            b"a\x00b",
-            b"a\x01",
-            b"b",
-            b"\xff",
-        ];
+        let keys: Vec<&[u8]> =
+            vec![b"", b"\x00", b"\x00\x00", b"\x00\x01", b"a", b"a\x00", b"a\x00b", b"a\x01", b"b", b"\xff"];
         let mut encoded: Vec<Vec<u8>> = keys.iter().map(|k| hist_key(k, 7)).collect();
         for (k, e) in keys.iter().zip(&encoded) {
             assert_eq!(split_hist_key(e).unwrap(), (k.to_vec(), 7));

@@ -12,9 +12,7 @@ use std::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
 
 use crate::error::{Error, Result};
-use crate::mvcc::encoding::{
-    decode, encode, hist_key, hist_prefix, rev_key, split_hist_key, HistRecord, LiveRecord,
-};
+use crate::mvcc::encoding::{decode, encode, hist_key, hist_prefix, rev_key, split_hist_key, HistRecord, LiveRecord};
 use crate::mvcc::types::*;
 
 const META_REVISION: &[u8] = b"mvcc/revision";
@@ -61,10 +59,7 @@ impl KeyRange {
                 (Bound::Included(p), Bound::Included(end))
             }
             KeyRange::Span(s, None) => (Bound::Included(hist_prefix(s)), Bound::Unbounded),
-            KeyRange::Span(s, Some(e)) => (
-                Bound::Included(hist_prefix(s)),
-                Bound::Excluded(hist_prefix(e)),
-            ),
+            KeyRange::Span(s, Some(e)) => (Bound::Included(hist_prefix(s)), Bound::Excluded(hist_prefix(e))),
         }
     }
 }
@@ -91,12 +86,7 @@ impl MvccKeyspaces {
 
     /// The keyspaces a state-machine snapshot carries, with their one-byte tags.
     pub fn tagged(&self) -> [(u8, &Keyspace); 4] {
-        [
-            (1, &self.kv),
-            (2, &self.hist),
-            (3, &self.revs),
-            (4, &self.meta),
-        ]
+        [(1, &self.kv), (2, &self.hist), (3, &self.revs), (4, &self.meta)]
     }
 }
 
@@ -133,10 +123,8 @@ impl MvccStore {
                 None => default,
             })
         };
-        self.revision
-            .store(read(META_REVISION, 1)?, Ordering::Release);
-        self.compact_revision
-            .store(read(META_COMPACT, 0)?, Ordering::Release);
+        self.revision.store(read(META_REVISION, 1)?, Ordering::Release);
+        self.compact_revision.store(read(META_COMPACT, 0)?, Ordering::Release);
         Ok(())
     }
 
@@ -178,18 +166,9 @@ impl MvccStore {
 
     /// A point-in-time view of the whole store.
     pub(crate) fn read_view(&self) -> Result<SnapshotView<'_>> {
-        let ((snap, compact), revision) = self.consistent(|| {
-            Ok((
-                self.db.snapshot(),
-                self.compact_revision.load(Ordering::Acquire),
-            ))
-        })?;
-        Ok(SnapshotView {
-            store: self,
-            snap,
-            revision,
-            compact,
-        })
+        let ((snap, compact), revision) =
+            self.consistent(|| Ok((self.db.snapshot(), self.compact_revision.load(Ordering::Acquire))))?;
+        Ok(SnapshotView { store: self, snap, revision, compact })
     }
 
     /// Serves a range from the local state (no Raft round).
@@ -204,13 +183,8 @@ impl MvccStore {
     /// One key at the current revision: one point read under the sequence lock.
     fn get_fast(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let (value, revision) = self.consistent(|| Ok(self.ks.kv.get(&req.key)?))?;
-        let mut resp = RangeResponse {
-            header: ResponseHeader {
-                revision,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let mut resp =
+            RangeResponse { header: ResponseHeader { revision, ..Default::default() }, ..Default::default() };
         if let Some(v) = value {
             let rec: LiveRecord = decode(&v, "kv")?;
             resp.count = 1;
@@ -227,11 +201,7 @@ impl MvccStore {
         debug_assert!(req.is_read_only());
         let view = self.read_view()?;
         let succeeded = compares_hold(&view, &req.compare)?;
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = if succeeded { &req.success } else { &req.failure };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
@@ -240,20 +210,12 @@ impl MvccStore {
                 _ => return Err(Error::internal("write op in read-only txn")),
             });
         }
-        Ok(TxnResponse {
-            header: header_at(view.revision),
-            succeeded,
-            responses,
-        })
+        Ok(TxnResponse { header: header_at(view.revision), succeeded, responses })
     }
 
     fn txn_read_only_in(&self, view: &SnapshotView<'_>, req: &TxnRequest) -> Result<TxnResponse> {
         let succeeded = compares_hold(view, &req.compare)?;
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = if succeeded { &req.success } else { &req.failure };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
@@ -262,11 +224,7 @@ impl MvccStore {
                 _ => return Err(Error::internal("write op in read-only txn")),
             });
         }
-        Ok(TxnResponse {
-            header: header_at(view.revision),
-            succeeded,
-            responses,
-        })
+        Ok(TxnResponse { header: header_at(view.revision), succeeded, responses })
     }
 
     /// Starts an apply batch. Only the Raft apply loop calls this, one batch at a time.
@@ -282,12 +240,7 @@ impl MvccStore {
     }
 
     /// Publishes a committed batch's counters under the sequence lock.
-    fn commit_batch(
-        &self,
-        batch: fjall::OwnedWriteBatch,
-        revision: i64,
-        compact: i64,
-    ) -> Result<()> {
+    fn commit_batch(&self, batch: fjall::OwnedWriteBatch, revision: i64, compact: i64) -> Result<()> {
         self.seq.fetch_add(1, Ordering::AcqRel);
         let result = batch.commit();
         if result.is_ok() {
@@ -304,12 +257,7 @@ impl MvccStore {
         let end = rev_key(compact, 0);
         loop {
             let mut entries = Vec::with_capacity(COMPACT_CHUNK_ENTRIES);
-            for g in self
-                .ks
-                .revs
-                .range(..end.to_vec())
-                .take(COMPACT_CHUNK_ENTRIES)
-            {
+            for g in self.ks.revs.range(..end.to_vec()).take(COMPACT_CHUNK_ENTRIES) {
                 entries.push(g.into_inner()?);
             }
             if entries.is_empty() {
@@ -329,12 +277,7 @@ impl MvccStore {
 
     /// Keeps the newest version of `key` at or below `compact` (unless it is a tombstone)
     /// and removes the older ones.
-    fn compact_key_history(
-        &self,
-        batch: &mut fjall::OwnedWriteBatch,
-        key: &[u8],
-        compact: i64,
-    ) -> Result<()> {
+    fn compact_key_history(&self, batch: &mut fjall::OwnedWriteBatch, key: &[u8], compact: i64) -> Result<()> {
         let versions: Vec<_> = self
             .ks
             .hist
@@ -356,10 +299,7 @@ impl MvccStore {
 }
 
 fn header_at(revision: i64) -> ResponseHeader {
-    ResponseHeader {
-        revision,
-        ..Default::default()
-    }
+    ResponseHeader { revision, ..Default::default() }
 }
 
 /// What range execution needs from a view of the store.
@@ -370,17 +310,9 @@ pub(crate) trait View {
     fn compact_revision(&self) -> i64;
     /// Calls `f` for each live key in `range` at the current revision, in key order,
     /// until it returns `false`.
-    fn scan_live(
-        &self,
-        range: &KeyRange,
-        f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool,
-    ) -> Result<()>;
+    fn scan_live(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool) -> Result<()>;
     /// The hist keyspace as seen by this view, over `bounds`.
-    fn scan_hist(
-        &self,
-        range: &KeyRange,
-        f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool,
-    ) -> Result<()>;
+    fn scan_hist(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool) -> Result<()>;
 }
 
 /// A consistent snapshot of the store for reads.
@@ -400,11 +332,7 @@ impl View for SnapshotView<'_> {
         self.compact
     }
 
-    fn scan_live(
-        &self,
-        range: &KeyRange,
-        f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool,
-    ) -> Result<()> {
+    fn scan_live(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool) -> Result<()> {
         if range.is_empty() {
             return Ok(());
         }
@@ -417,11 +345,7 @@ impl View for SnapshotView<'_> {
         Ok(())
     }
 
-    fn scan_hist(
-        &self,
-        range: &KeyRange,
-        f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool,
-    ) -> Result<()> {
+    fn scan_hist(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool) -> Result<()> {
         if range.is_empty() {
             return Ok(());
         }
@@ -484,10 +408,7 @@ fn filters_pass(r: &RangeRequest, kv: &LiveRecord) -> bool {
 }
 
 fn has_filters(r: &RangeRequest) -> bool {
-    r.max_mod_revision != 0
-        || r.min_mod_revision != 0
-        || r.max_create_revision != 0
-        || r.min_create_revision != 0
+    r.max_mod_revision != 0 || r.min_mod_revision != 0 || r.max_create_revision != 0 || r.min_create_revision != 0
 }
 
 /// Checks that `revision` (0: current) is readable in `view`.
@@ -498,9 +419,7 @@ fn check_read_revision(view: &dyn View, revision: i64) -> Result<i64> {
     }
     let rev = if revision <= 0 { current } else { revision };
     if rev < view.compact_revision() {
-        return Err(Error::Compacted {
-            compact_revision: view.compact_revision(),
-        });
+        return Err(Error::Compacted { compact_revision: view.compact_revision() });
     }
     Ok(rev)
 }
@@ -509,14 +428,9 @@ fn check_read_revision(view: &dyn View, revision: i64) -> Result<i64> {
 pub(crate) fn execute_range(view: &dyn View, r: &RangeRequest) -> Result<RangeResponse> {
     let rev = check_read_revision(view, r.revision)?;
     let range = KeyRange::new(&r.key, &r.range_end);
-    let default_order = r.sort_target == SortTarget::Key
-        && matches!(r.sort_order, SortOrder::None | SortOrder::Ascend);
+    let default_order = r.sort_target == SortTarget::Key && matches!(r.sort_order, SortOrder::None | SortOrder::Ascend);
     let fetch_all = !default_order || has_filters(r);
-    let fetch_limit = if r.limit > 0 && !fetch_all {
-        r.limit as usize + 1
-    } else {
-        usize::MAX
-    };
+    let fetch_limit = if r.limit > 0 && !fetch_all { r.limit as usize + 1 } else { usize::MAX };
     let mut count = 0i64;
     let mut kvs = Vec::new();
     visit_at(view, &range, rev, &mut |key, rec| {
@@ -532,12 +446,7 @@ pub(crate) fn execute_range(view: &dyn View, r: &RangeRequest) -> Result<RangeRe
         kvs.truncate(r.limit as usize);
         more = true;
     }
-    Ok(RangeResponse {
-        header: header_at(view.revision()),
-        kvs,
-        more,
-        count,
-    })
+    Ok(RangeResponse { header: header_at(view.revision()), kvs, more, count })
 }
 
 fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
@@ -591,9 +500,7 @@ fn compare_one(c: &Compare, rec: Option<&LiveRecord>) -> bool {
         CompareTarget::Create(v) => rec.map_or(0, |r| r.create_revision).cmp(v),
         CompareTarget::Mod(v) => rec.map_or(0, |r| r.mod_revision).cmp(v),
         CompareTarget::Lease(v) => rec.map_or(0, |r| r.lease).cmp(v),
-        CompareTarget::Value(v) => rec
-            .map_or(&[][..], |r| r.value.as_slice())
-            .cmp(v.as_slice()),
+        CompareTarget::Value(v) => rec.map_or(&[][..], |r| r.value.as_slice()).cmp(v.as_slice()),
     };
     match c.result {
         CompareResult::Equal => ord == O::Equal,
@@ -662,22 +569,16 @@ impl View for Applier<'_> {
         self.compact
     }
 
-    fn scan_live(
-        &self,
-        range: &KeyRange,
-        f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool,
-    ) -> Result<()> {
+    fn scan_live(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool) -> Result<()> {
         if range.is_empty() {
             return Ok(());
         }
         // Merge the committed keys with the overlay, the overlay winning.
-        let over: Vec<(&Vec<u8>, &Option<LiveRecord>)> =
-            self.overlay.range(range.bounds()).collect();
+        let over: Vec<(&Vec<u8>, &Option<LiveRecord>)> = self.overlay.range(range.bounds()).collect();
         let mut oi = 0;
-        let emit =
-            |f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool, k: &[u8], rec: &Option<LiveRecord>| {
-                rec.as_ref().is_none_or(|r| f(k, r))
-            };
+        let emit = |f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool, k: &[u8], rec: &Option<LiveRecord>| {
+            rec.as_ref().is_none_or(|r| f(k, r))
+        };
         for g in self.store.ks.kv.range(range.bounds()) {
             let (bk, bv) = g.into_inner()?;
             while oi < over.len() && over[oi].0.as_slice() < &*bk {
@@ -706,11 +607,7 @@ impl View for Applier<'_> {
         Ok(())
     }
 
-    fn scan_hist(
-        &self,
-        range: &KeyRange,
-        f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool,
-    ) -> Result<()> {
+    fn scan_hist(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool) -> Result<()> {
         // Past revisions are below every revision written in this batch, so the committed
         // history is complete for them.
         if range.is_empty() {
@@ -745,11 +642,7 @@ impl Applier<'_> {
 
     /// Applies one command. On `Err` nothing of the command was written (errors are found
     /// before the first write); storage errors are fatal for the node.
-    pub fn apply(
-        &mut self,
-        cmd: &WriteCommand,
-        lease_exists: &dyn Fn(i64) -> bool,
-    ) -> Result<WriteResponse> {
+    pub fn apply(&mut self, cmd: &WriteCommand, lease_exists: &dyn Fn(i64) -> bool) -> Result<WriteResponse> {
         match cmd {
             WriteCommand::Put(p) => {
                 self.check_put(p, lease_exists)?;
@@ -819,36 +712,29 @@ impl Applier<'_> {
         if tx.sub > 0 {
             self.revision = tx.revision;
             self.writes += tx.sub as usize;
-            self.batch
-                .insert(&self.store.ks.meta, META_REVISION, encode(&self.revision));
+            self.batch.insert(&self.store.ks.meta, META_REVISION, encode(&self.revision));
         }
     }
 
     fn compact(&mut self, c: &CompactionRequest) -> Result<WriteResponse> {
         if c.revision <= self.compact {
-            return Err(Error::Compacted {
-                compact_revision: self.compact,
-            });
+            return Err(Error::Compacted { compact_revision: self.compact });
         }
         if c.revision > self.revision {
             return Err(Error::FutureRevision);
         }
         self.compact = c.revision;
-        self.batch
-            .insert(&self.store.ks.meta, META_COMPACT, encode(&c.revision));
+        self.batch.insert(&self.store.ks.meta, META_COMPACT, encode(&c.revision));
         // Publish everything so far, then delete the unreachable versions.
         self.flush()?;
         self.store.compact_physically(c.revision)?;
-        Ok(WriteResponse::Compact(CompactionResponse {
-            header: header_at(self.revision),
-        }))
+        Ok(WriteResponse::Compact(CompactionResponse { header: header_at(self.revision) }))
     }
 
     /// Commits what is pending and starts a new batch.
     fn flush(&mut self) -> Result<()> {
         let batch = std::mem::replace(&mut self.batch, self.store.db.batch());
-        self.store
-            .commit_batch(batch, self.revision, self.compact)?;
+        self.store.commit_batch(batch, self.revision, self.compact)?;
         self.overlay.clear();
         self.writes = 0;
         Ok(())
@@ -872,13 +758,8 @@ impl Applier<'_> {
             Some(r) => self.batch.insert(&ks.kv, key.to_vec(), encode(r)),
             None => self.batch.remove(&ks.kv, key.to_vec()),
         }
-        self.batch.insert(
-            &ks.hist,
-            hist_key(key, revision),
-            encode(&HistRecord::from_live(rec.as_ref())),
-        );
-        self.batch
-            .insert(&ks.revs, rev_key(revision, sub).to_vec(), key.to_vec());
+        self.batch.insert(&ks.hist, hist_key(key, revision), encode(&HistRecord::from_live(rec.as_ref())));
+        self.batch.insert(&ks.revs, rev_key(revision, sub).to_vec(), key.to_vec());
         self.overlay.insert(key.to_vec(), rec);
     }
 }
@@ -930,16 +811,9 @@ impl TxnWrite {
 
     fn put(&mut self, a: &mut Applier<'_>, p: &PutRequest) -> Result<PutResponse> {
         let prev = a.live(&p.key)?;
-        let value = if p.ignore_value {
-            prev.as_ref().map(|r| r.value.clone()).unwrap_or_default()
-        } else {
-            p.value.clone()
-        };
-        let lease = if p.ignore_lease {
-            prev.as_ref().map_or(0, |r| r.lease)
-        } else {
-            p.lease
-        };
+        let value =
+            if p.ignore_value { prev.as_ref().map(|r| r.value.clone()).unwrap_or_default() } else { p.value.clone() };
+        let lease = if p.ignore_lease { prev.as_ref().map_or(0, |r| r.lease) } else { p.lease };
         let rec = LiveRecord {
             create_revision: prev.as_ref().map_or(self.revision, |r| r.create_revision),
             mod_revision: self.revision,
@@ -951,19 +825,11 @@ impl TxnWrite {
         self.sub += 1;
         Ok(PutResponse {
             header: header_at(self.revision),
-            prev_kv: if p.prev_kv {
-                prev.map(|r| r.to_key_value(&p.key, false))
-            } else {
-                None
-            },
+            prev_kv: if p.prev_kv { prev.map(|r| r.to_key_value(&p.key, false)) } else { None },
         })
     }
 
-    fn delete(
-        &mut self,
-        a: &mut Applier<'_>,
-        d: &DeleteRangeRequest,
-    ) -> Result<DeleteRangeResponse> {
+    fn delete(&mut self, a: &mut Applier<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&d.key, &d.range_end);
         let mut victims = Vec::new();
         a.scan_live(&range, &mut |k, rec| {
@@ -974,32 +840,19 @@ impl TxnWrite {
             a.write_live(k, None, self.revision, self.sub);
             self.sub += 1;
         }
-        let revision = if self.sub > 0 {
-            self.revision
-        } else {
-            a.revision
-        };
+        let revision = if self.sub > 0 { self.revision } else { a.revision };
         Ok(DeleteRangeResponse {
             header: header_at(revision),
             deleted: victims.len() as i64,
             prev_kvs: if d.prev_kv {
-                victims
-                    .iter()
-                    .map(|(k, r)| r.to_key_value(k, false))
-                    .collect()
+                victims.iter().map(|(k, r)| r.to_key_value(k, false)).collect()
             } else {
                 Vec::new()
             },
         })
     }
 
-    fn txn(
-        &mut self,
-        a: &mut Applier<'_>,
-        t: &TxnRequest,
-        path: &[bool],
-        at: &mut usize,
-    ) -> Result<TxnResponse> {
+    fn txn(&mut self, a: &mut Applier<'_>, t: &TxnRequest, path: &[bool], at: &mut usize) -> Result<TxnResponse> {
         let succeeded = path[*at];
         *at += 1;
         let ops = if succeeded { &t.success } else { &t.failure };
@@ -1021,10 +874,6 @@ impl TxnWrite {
                 RequestOp::Txn(n) => ResponseOp::Txn(self.txn(a, n, path, at)?),
             });
         }
-        Ok(TxnResponse {
-            header: header_at(a.revision),
-            succeeded,
-            responses,
-        })
+        Ok(TxnResponse { header: header_at(a.revision), succeeded, responses })
     }
 }

@@ -101,10 +101,7 @@ pub struct RangeRequest {
 impl RangeRequest {
     /// Reads one key.
     pub fn key(key: impl Into<Vec<u8>>) -> Self {
-        RangeRequest {
-            key: key.into(),
-            ..Default::default()
-        }
+        RangeRequest { key: key.into(), ..Default::default() }
     }
 
     /// Reads every key starting with `prefix` (an empty prefix reads every key).
@@ -116,20 +113,12 @@ impl RangeRequest {
             let end = prefix_end(&key);
             (key, end)
         };
-        RangeRequest {
-            key,
-            range_end,
-            ..Default::default()
-        }
+        RangeRequest { key, range_end, ..Default::default() }
     }
 
     /// Reads the half-open range `[key, range_end)`.
     pub fn range(key: impl Into<Vec<u8>>, range_end: impl Into<Vec<u8>>) -> Self {
-        RangeRequest {
-            key: key.into(),
-            range_end: range_end.into(),
-            ..Default::default()
-        }
+        RangeRequest { key: key.into(), range_end: range_end.into(), ..Default::default() }
     }
 }
 
@@ -180,11 +169,7 @@ pub struct PutRequest {
 impl PutRequest {
     /// A plain put of `value` at `key`.
     pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        PutRequest {
-            key: key.into(),
-            value: value.into(),
-            ..Default::default()
-        }
+        PutRequest { key: key.into(), value: value.into(), ..Default::default() }
     }
 }
 
@@ -211,20 +196,13 @@ pub struct DeleteRangeRequest {
 impl DeleteRangeRequest {
     /// Deletes one key.
     pub fn key(key: impl Into<Vec<u8>>) -> Self {
-        DeleteRangeRequest {
-            key: key.into(),
-            ..Default::default()
-        }
+        DeleteRangeRequest { key: key.into(), ..Default::default() }
     }
 
     /// Deletes every key starting with `prefix`.
     pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
         let r = RangeRequest::prefix(prefix);
-        DeleteRangeRequest {
-            key: r.key,
-            range_end: r.range_end,
-            prev_kv: false,
-        }
+        DeleteRangeRequest { key: r.key, range_end: r.range_end, prev_kv: false }
     }
 }
 
@@ -284,12 +262,7 @@ pub struct Compare {
 impl Compare {
     /// `key`'s `target` compared with `result` (no range).
     pub fn new(key: impl Into<Vec<u8>>, result: CompareResult, target: CompareTarget) -> Self {
-        Compare {
-            result,
-            target,
-            key: key.into(),
-            range_end: Vec::new(),
-        }
+        Compare { result, target, key: key.into(), range_end: Vec::new() }
     }
 }
 

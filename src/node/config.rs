@@ -58,11 +58,7 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// A config with etcd's defaults for everything but the identity.
-    pub fn new(
-        name: impl Into<String>,
-        data_dir: impl Into<PathBuf>,
-        peer_addr: impl Into<String>,
-    ) -> Self {
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>, peer_addr: impl Into<String>) -> Self {
         NodeConfig {
             name: name.into(),
             data_dir: data_dir.into(),
@@ -98,28 +94,19 @@ impl NodeConfig {
         if self.name.is_empty() {
             return bad("name must not be empty".into());
         }
-        if self.peer_addr.parse::<std::net::SocketAddr>().is_err() && !self.peer_addr.contains(':')
-        {
+        if self.peer_addr.parse::<std::net::SocketAddr>().is_err() && !self.peer_addr.contains(':') {
             return bad(format!("peer_addr {:?} is not host:port", self.peer_addr));
         }
-        if self.heartbeat_interval_ms == 0 || self.election_timeout_ms <= self.heartbeat_interval_ms
-        {
-            return bad(
-                "election_timeout_ms must be greater than heartbeat_interval_ms > 0".into(),
-            );
+        if self.heartbeat_interval_ms == 0 || self.election_timeout_ms <= self.heartbeat_interval_ms {
+            return bad("election_timeout_ms must be greater than heartbeat_interval_ms > 0".into());
         }
         if self.request_timeout_ms == 0 || self.max_txn_ops == 0 || self.max_request_bytes == 0 {
-            return bad(
-                "request_timeout_ms, max_txn_ops and max_request_bytes must be positive".into(),
-            );
+            return bad("request_timeout_ms, max_txn_ops and max_request_bytes must be positive".into());
         }
         match &self.bootstrap {
             Bootstrap::InitialCluster(members) => {
                 if !members.iter().any(|(n, _)| n == &self.name) {
-                    return bad(format!(
-                        "initial cluster does not list this node ({})",
-                        self.name
-                    ));
+                    return bad(format!("initial cluster does not list this node ({})", self.name));
                 }
                 let mut names: Vec<_> = members.iter().map(|(n, _)| n).collect();
                 names.sort();
@@ -128,9 +115,7 @@ impl NodeConfig {
                     return bad("initial cluster lists a name twice".into());
                 }
             }
-            Bootstrap::Join(peers) if peers.is_empty() => {
-                return bad("join needs at least one peer address".into())
-            }
+            Bootstrap::Join(peers) if peers.is_empty() => return bad("join needs at least one peer address".into()),
             _ => {}
         }
         Ok(())

@@ -25,17 +25,11 @@ pub(crate) struct DataDirLock {
 pub(crate) fn lock_and_check(dir: &Path) -> Result<DataDirLock> {
     fs::create_dir_all(dir)?;
     let lock_path = dir.join("LOCK");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)?;
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
-            return Err(Error::DataDirLocked {
-                path: dir.display().to_string(),
-            });
+            return Err(Error::DataDirLocked { path: dir.display().to_string() });
         }
         Err(fs::TryLockError::Error(e)) => return Err(e.into()),
     }
@@ -50,24 +44,17 @@ fn check_format(dir: &Path) -> Result<()> {
         Ok(found) => {
             let found = found.trim().to_string();
             if found != FORMAT {
-                return Err(Error::DataDirIncompatible {
-                    path,
-                    found,
-                    expected: FORMAT.into(),
-                });
+                return Err(Error::DataDirIncompatible { path, found, expected: FORMAT.into() });
             }
-            if !dir.join("db").is_dir() {
-                return Err(Error::DataDirCorrupted {
-                    path,
-                    detail: "the database directory db/ is missing".into(),
-                });
+            let db = dir.join("db");
+            // db/ missing: the first start was interrupted before anything was stored.
+            if db.is_dir() && !db.join("version").is_file() {
+                return Err(Error::DataDirCorrupted { path, detail: "the database has no version file".into() });
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let foreign = fs::read_dir(dir)?
-                .flatten()
-                .any(|e| e.file_name() != "LOCK");
+            let foreign = fs::read_dir(dir)?.flatten().any(|e| e.file_name() != "LOCK");
             if foreign {
                 return Err(Error::DataDirCorrupted {
                     path,
@@ -92,30 +79,32 @@ pub(crate) fn open_db(dir: &Path, cache_size_bytes: u64) -> Result<Database> {
     let db_path = dir.join("db");
     let path = dir.display().to_string();
     let opened = std::panic::catch_unwind(|| {
-        Database::builder(&db_path)
-            .cache_size(cache_size_bytes)
-            .worker_threads(1)
-            .max_cached_files(Some(128))
-            .open()
+        Database::builder(&db_path).cache_size(cache_size_bytes).worker_threads(1).max_cached_files(Some(128)).open()
     });
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(fjall::Error::Locked)) => Err(Error::DataDirLocked { path }),
         Ok(Err(e @ (fjall::Error::InvalidVersion(_) | fjall::Error::JournalRecovery(_)))) => {
-            Err(Error::DataDirCorrupted {
-                path,
-                detail: format!("{e:?}"),
-            })
+            Err(Error::DataDirCorrupted { path, detail: format!("{e:?}") })
         }
-        Ok(Err(e)) => Err(Error::DataDirCorrupted {
-            path,
-            detail: e.to_string(),
-        }),
-        Err(_) => Err(Error::DataDirCorrupted {
-            path,
-            detail: "the storage engine could not read it".into(),
-        }),
+        Ok(Err(e)) => Err(Error::DataDirCorrupted { path, detail: e.to_string() }),
+        Err(_) => Err(Error::DataDirCorrupted { path, detail: "the storage engine could not read it".into() }),
     }
+}
+
+/// Bytes the data dir occupies on disk (allocated blocks, so the journal's sparse
+/// preallocation is not counted).
+pub(crate) fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Where snapshot files live.
@@ -144,9 +133,7 @@ pub(crate) fn identity_keyspace(db: &Database) -> Result<Keyspace> {
 pub(crate) fn load_identity(ks: &Keyspace) -> Result<Option<Identity>> {
     match ks.get(KEY_IDENTITY)? {
         Some(v) => {
-            Ok(Some(postcard::from_bytes(&v).map_err(|e| {
-                Error::Storage(format!("corrupt node identity: {e}"))
-            })?))
+            Ok(Some(postcard::from_bytes(&v).map_err(|e| Error::Storage(format!("corrupt node identity: {e}")))?))
         }
         None => Ok(None),
     }
@@ -154,10 +141,7 @@ pub(crate) fn load_identity(ks: &Keyspace) -> Result<Option<Identity>> {
 
 /// Writes the identity and syncs it to disk.
 pub(crate) fn save_identity(db: &Database, ks: &Keyspace, id: &Identity) -> Result<()> {
-    ks.insert(
-        KEY_IDENTITY,
-        postcard::to_allocvec(id).expect("encoding cannot fail"),
-    )?;
+    ks.insert(KEY_IDENTITY, postcard::to_allocvec(id).expect("encoding cannot fail"))?;
     db.persist(PersistMode::SyncData)?;
     Ok(())
 }

@@ -54,12 +54,9 @@ pub(crate) enum ForwardRequest {
     /// Confirm leadership and return the log index reads must wait for.
     ReadIndex,
     /// Add a member (as a learner, then a voter unless `learner`).
-    Join {
-        id: u64,
-        addrs: MemberAddrs,
-        learner: bool,
-        cluster_id: u64,
-    },
+    Join { id: u64, addrs: MemberAddrs, learner: bool, cluster_id: u64 },
+    /// Ask a member which cluster it belongs to (the envelope check refuses foreign ones).
+    Ping,
     /// Register a member as a learner without waiting for it to catch up.
     Register { id: u64, addrs: MemberAddrs },
     /// Remove a member.
@@ -74,10 +71,7 @@ pub(crate) enum ForwardRequest {
 pub(crate) enum ForwardReply {
     Write(Response),
     ReadIndex(u64),
-    Members {
-        cluster_id: u64,
-        members: Vec<Member>,
-    },
+    Members { cluster_id: u64, members: Vec<Member> },
 }
 
 /// The peer service's entry point for forwarded requests.
@@ -89,10 +83,7 @@ impl ForwardHandler for Handler {
     fn handle(&self, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>> {
         let node = self.node.upgrade().map(|inner| Node { inner });
         Box::pin(async move {
-            let result = match (
-                node,
-                decode::<ForwardRequest>(&payload, "forwarded request"),
-            ) {
+            let result = match (node, decode::<ForwardRequest>(&payload, "forwarded request")) {
                 (None, _) => Err(Error::Stopped),
                 (_, Err(e)) => Err(e),
                 (Some(node), Ok(req)) => {
@@ -102,6 +93,7 @@ impl ForwardHandler for Handler {
                         ForwardRequest::Join { .. } | ForwardRequest::UpdateAddrs { .. } => {
                             node.to_leader(req, timeout * 4).await
                         }
+                        ForwardRequest::Ping => Ok(node.members_reply()),
                         req => node.handle_as_leader(req, timeout).await,
                     }
                 }
@@ -111,20 +103,12 @@ impl ForwardHandler for Handler {
     }
 }
 
-fn write_error(
-    e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
-) -> Error {
+fn write_error(e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>) -> Error {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
-            leader: f.leader_id,
-        },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            Error::MembershipChange(c.to_string())
-        }
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader { leader: f.leader_id },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => Error::MembershipChange(c.to_string()),
         // The entry was dropped before it committed: safe to propose again.
-        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
-            Error::NotLeader { leader: None }
-        }
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Error::NotLeader { leader: None },
         RaftError::APIError(e) => Error::MembershipChange(e.to_string()),
         RaftError::Fatal(f) => Error::Fatal(f.to_string()),
     }
@@ -132,11 +116,7 @@ fn write_error(
 
 impl Node {
     /// Executes a leader-only request on this node; `Error::NotLeader` if it does not lead.
-    pub(crate) async fn handle_as_leader(
-        &self,
-        req: ForwardRequest,
-        timeout: Duration,
-    ) -> Result<ForwardReply> {
+    pub(crate) async fn handle_as_leader(&self, req: ForwardRequest, timeout: Duration) -> Result<ForwardReply> {
         let running = self.running()?;
         let raft = running.raft.clone();
         drop(running);
@@ -147,41 +127,25 @@ impl Node {
                     Ok(ForwardReply::Write(resp.data))
                 }
                 ForwardRequest::ReadIndex => {
-                    let lin = raft
-                        .get_read_linearizer(ReadPolicy::ReadIndex)
-                        .await
-                        .map_err(|e| match e {
-                            RaftError::APIError(
-                                openraft::errors::LinearizableReadError::ForwardToLeader(f),
-                            ) => Error::NotLeader {
-                                leader: f.leader_id,
-                            },
-                            RaftError::APIError(_) => Error::NoLeader,
-                            RaftError::Fatal(f) => Error::Fatal(f.to_string()),
-                        })?;
+                    let lin = raft.get_read_linearizer(ReadPolicy::ReadIndex).await.map_err(|e| match e {
+                        RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(f)) => {
+                            Error::NotLeader { leader: f.leader_id }
+                        }
+                        RaftError::APIError(_) => Error::NoLeader,
+                        RaftError::Fatal(f) => Error::Fatal(f.to_string()),
+                    })?;
                     Ok(ForwardReply::ReadIndex(lin.read_log_id().index()))
                 }
-                ForwardRequest::Join {
-                    id,
-                    addrs,
-                    learner,
-                    cluster_id,
-                } => self.join_as_leader(id, addrs, learner, cluster_id).await,
+                ForwardRequest::Join { id, addrs, learner, cluster_id } => {
+                    self.join_as_leader(id, addrs, learner, cluster_id).await
+                }
                 ForwardRequest::Remove { id } => self.remove_as_leader(id).await,
+                ForwardRequest::Ping => Ok(self.members_reply()),
                 ForwardRequest::Register { id, addrs } => {
-                    if self
-                        .inner
-                        .observed
-                        .members
-                        .read()
-                        .expect("members lock")
-                        .contains_key(&id)
-                    {
+                    if self.inner.observed.members.read().expect("members lock").contains_key(&id) {
                         return Err(Error::PeerAddrExists);
                     }
-                    raft.add_learner(id, addrs, false)
-                        .await
-                        .map_err(write_error)?;
+                    raft.add_learner(id, addrs, false).await.map_err(write_error)?;
                     Ok(self.members_reply())
                 }
                 ForwardRequest::Promote { id } => {
@@ -193,26 +157,18 @@ impl Node {
                 }
                 ForwardRequest::UpdateAddrs { id, addrs } => {
                     self.ensure_member(id, false)?;
-                    raft.change_membership(
-                        ChangeMembers::SetNodes(BTreeMap::from([(id, addrs)])),
-                        false,
-                    )
-                    .await
-                    .map_err(write_error)?;
+                    raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, addrs)])), false)
+                        .await
+                        .map_err(write_error)?;
                     Ok(self.members_reply())
                 }
             }
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| Error::Timeout)?
+        tokio::time::timeout(timeout, work).await.map_err(|_| Error::Timeout)?
     }
 
     fn members_reply(&self) -> ForwardReply {
-        ForwardReply::Members {
-            cluster_id: self.cluster_id(),
-            members: self.members().unwrap_or_default(),
-        }
+        ForwardReply::Members { cluster_id: self.cluster_id(), members: self.members().unwrap_or_default() }
     }
 
     /// Fails unless `id` is a member (and, with `learner_only`, a learner).
@@ -220,9 +176,7 @@ impl Node {
         let members = self.inner.observed.members.read().expect("members lock");
         match members.get(&id) {
             None => Err(Error::MemberNotFound),
-            Some((_, true)) if learner_only => {
-                Err(Error::MembershipChange("member is already a voter".into()))
-            }
+            Some((_, true)) if learner_only => Err(Error::MembershipChange("member is already a voter".into())),
             Some(_) => Ok(()),
         }
     }
@@ -236,100 +190,58 @@ impl Node {
     ) -> Result<ForwardReply> {
         let local = self.cluster_id();
         if cluster_id != 0 && cluster_id != local {
-            return Err(Error::ClusterMismatch {
-                local,
-                remote: cluster_id,
-            });
+            return Err(Error::ClusterMismatch { local, remote: cluster_id });
         }
         let raft = self.running()?.raft.clone();
-        let existing = self
-            .inner
-            .observed
-            .members
-            .read()
-            .expect("members lock")
-            .clone();
+        let existing = self.inner.observed.members.read().expect("members lock").clone();
         for (other, (a, _)) in &existing {
-            let clash =
-                a.name == addrs.name || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p));
+            let clash = a.name == addrs.name || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p));
             if *other != id && clash {
                 return Err(Error::PeerAddrExists);
             }
         }
         match existing.get(&id) {
             Some((current, _)) if current != &addrs => {
-                raft.change_membership(
-                    ChangeMembers::SetNodes(BTreeMap::from([(id, addrs.clone())])),
-                    false,
-                )
-                .await
-                .map_err(write_error)?;
+                raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, addrs.clone())])), false)
+                    .await
+                    .map_err(write_error)?;
             }
             Some(_) => {}
             None => {
                 // Blocking: returns once the learner has caught up with the log.
-                raft.add_learner(id, addrs, true)
-                    .await
-                    .map_err(write_error)?;
+                raft.add_learner(id, addrs, true).await.map_err(write_error)?;
             }
         }
-        let is_voter = self
-            .inner
-            .observed
-            .members
-            .read()
-            .expect("members lock")
-            .get(&id)
-            .is_some_and(|(_, v)| *v);
+        let is_voter = self.inner.observed.members.read().expect("members lock").get(&id).is_some_and(|(_, v)| *v);
         if !learner && !is_voter {
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
                 .map_err(write_error)?;
         }
         // The metrics watcher may lag the change by a moment; wait for it.
-        let raft_members = raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .clone();
+        let raft_members = raft.metrics().borrow_watched().membership_config.membership().clone();
         let voters: Vec<u64> = raft_members.voter_ids().collect();
-        let members = raft_members
-            .nodes()
-            .map(|(i, a)| Member::from_addrs(*i, a, !voters.contains(i)))
-            .collect::<Vec<_>>();
-        Ok(ForwardReply::Members {
-            cluster_id: local,
-            members,
-        })
+        let members =
+            raft_members.nodes().map(|(i, a)| Member::from_addrs(*i, a, !voters.contains(i))).collect::<Vec<_>>();
+        Ok(ForwardReply::Members { cluster_id: local, members })
     }
 
     async fn remove_as_leader(&self, id: u64) -> Result<ForwardReply> {
         let raft = self.running()?.raft.clone();
-        let members = self
-            .inner
-            .observed
-            .members
-            .read()
-            .expect("members lock")
-            .clone();
+        let members = self.inner.observed.members.read().expect("members lock").clone();
         let Some((_, is_voter)) = members.get(&id) else {
             return Err(Error::MemberNotFound);
         };
         let change = if *is_voter {
             let voters = members.values().filter(|(_, v)| *v).count();
             if voters == 1 {
-                return Err(Error::MembershipChange(
-                    "cannot remove the last voter".into(),
-                ));
+                return Err(Error::MembershipChange("cannot remove the last voter".into()));
             }
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        raft.change_membership(change, false)
-            .await
-            .map_err(write_error)?;
+        raft.change_membership(change, false).await.map_err(write_error)?;
         Ok(self.members_reply())
     }
 
@@ -350,17 +262,12 @@ impl Node {
                     Ok(ForwardReply::Members { cluster_id, .. }) => {
                         self.inner.cluster_id.store(cluster_id, Ordering::Release);
                         let running = self.running()?;
-                        let id = Identity {
-                            cluster_id,
-                            ..identity.clone()
-                        };
+                        let id = Identity { cluster_id, ..identity.clone() };
                         datadir::save_identity(&running.db, &running._identity_ks, &id)?;
                         return Ok(());
                     }
                     Ok(_) => return Err(Error::internal("unexpected join reply")),
-                    Err(e @ (Error::ClusterMismatch { .. } | Error::PeerAddrExists)) => {
-                        return Err(e)
-                    }
+                    Err(e @ (Error::ClusterMismatch { .. } | Error::PeerAddrExists)) => return Err(e),
                     Err(e) => {
                         tracing::debug!(peer = %addr, error = %e, "join attempt failed");
                         last_err = e;
@@ -375,29 +282,37 @@ impl Node {
         })
     }
 
+    /// A restarted node asked to join through `peers` checks that they belong to its own
+    /// cluster, and refuses to start otherwise (its data is not touched). Unreachable
+    /// peers are no error: the node rejoins with its persisted identity.
+    pub(super) async fn verify_cluster(&self, peers: &[String]) -> Result<()> {
+        for addr in peers {
+            match self.send_forward(addr, &ForwardRequest::Ping, Duration::from_secs(2)).await {
+                Err(e @ Error::ClusterMismatch { .. }) => return Err(e),
+                Ok(ForwardReply::Members { cluster_id, .. }) if cluster_id != 0 && cluster_id != self.cluster_id() => {
+                    return Err(Error::ClusterMismatch { local: self.cluster_id(), remote: cluster_id });
+                }
+                Ok(_) => return Ok(()),
+                Err(e) => tracing::debug!(peer = %addr, error = %e, "cannot check the cluster id"),
+            }
+        }
+        Ok(())
+    }
+
     /// Re-publishes this node's new peer address in the membership, in the background.
     pub(super) fn spawn_address_update(&self, identity: Identity) {
         let node = self.clone();
         tokio::spawn(async move {
-            let req = ForwardRequest::UpdateAddrs {
-                id: node.inner.member_id,
-                addrs: node.addrs(),
-            };
+            let req = ForwardRequest::UpdateAddrs { id: node.inner.member_id, addrs: node.addrs() };
             loop {
                 if !node.is_running() {
                     return;
                 }
-                match node
-                    .to_any_member(req.clone(), Duration::from_secs(10))
-                    .await
-                {
+                match node.to_any_member(req.clone(), Duration::from_secs(10)).await {
                     Ok(_) => {
                         tracing::info!(addr = %node.inner.config.peer_addr, "peer address updated in the membership");
                         if let Ok(running) = node.running() {
-                            let id = Identity {
-                                peer_addr: node.inner.config.peer_addr.clone(),
-                                ..identity.clone()
-                            };
+                            let id = Identity { peer_addr: node.inner.config.peer_addr.clone(), ..identity.clone() };
                             let _ = datadir::save_identity(&running.db, &running._identity_ks, &id);
                         }
                         return;
@@ -415,18 +330,10 @@ impl Node {
     /// [`Bootstrap::Join`](crate::Bootstrap::Join); this pre-registers one.
     pub async fn add_member(&self, name: &str, peer_addr: &str, learner: bool) -> Result<Member> {
         let id = datadir::member_id_of(name, peer_addr, &self.inner.config.cluster_token);
-        let addrs = MemberAddrs {
-            name: name.into(),
-            peer_addrs: vec![peer_addr.into()],
-            client_addrs: vec![],
-        };
-        let req = ForwardRequest::Register {
-            id,
-            addrs: addrs.clone(),
-        };
+        let addrs = MemberAddrs { name: name.into(), peer_addrs: vec![peer_addr.into()], client_addrs: vec![] };
+        let req = ForwardRequest::Register { id, addrs: addrs.clone() };
         let timeout = self.inner.config.request_timeout();
-        self.on_runtime(move |n| async move { n.to_leader(req, timeout).await })
-            .await?;
+        self.on_runtime(move |n| async move { n.to_leader(req, timeout).await }).await?;
         let _ = learner; // a registered member always starts as a learner; Join promotes it
         Ok(Member::from_addrs(id, &addrs, true))
     }
@@ -434,20 +341,14 @@ impl Node {
     /// Removes a member (etcd `MemberRemove`).
     pub async fn remove_member(&self, id: u64) -> Result<()> {
         let timeout = self.inner.config.request_timeout();
-        self.on_runtime(move |n| async move {
-            n.to_leader(ForwardRequest::Remove { id }, timeout).await
-        })
-        .await?;
+        self.on_runtime(move |n| async move { n.to_leader(ForwardRequest::Remove { id }, timeout).await }).await?;
         Ok(())
     }
 
     /// Promotes a learner to voter (etcd `MemberPromote`).
     pub async fn promote_member(&self, id: u64) -> Result<()> {
         let timeout = self.inner.config.request_timeout();
-        self.on_runtime(move |n| async move {
-            n.to_leader(ForwardRequest::Promote { id }, timeout).await
-        })
-        .await?;
+        self.on_runtime(move |n| async move { n.to_leader(ForwardRequest::Promote { id }, timeout).await }).await?;
         Ok(())
     }
 }

@@ -19,17 +19,11 @@ impl Node {
         let size = codec::encode(&req).len();
         let max = self.inner.config.max_request_bytes;
         if size > max {
-            return Err(Error::RequestTooLarge {
-                size_bytes: size,
-                max_bytes: max,
-            });
+            return Err(Error::RequestTooLarge { size_bytes: size, max_bytes: max });
         }
         let timeout = self.inner.config.request_timeout();
-        let reply = self
-            .on_runtime(
-                move |n| async move { n.to_leader(ForwardRequest::Write(req), timeout).await },
-            )
-            .await?;
+        let reply =
+            self.on_runtime(move |n| async move { n.to_leader(ForwardRequest::Write(req), timeout).await }).await?;
         match reply {
             ForwardReply::Write(Response::Kv(result)) => {
                 let mut resp = result?;
@@ -37,9 +31,7 @@ impl Node {
                 *header = self.header(header.revision);
                 Ok(resp)
             }
-            other => Err(Error::internal(format!(
-                "unexpected reply to a write: {other:?}"
-            ))),
+            other => Err(Error::internal(format!("unexpected reply to a write: {other:?}"))),
         }
     }
 
@@ -49,9 +41,7 @@ impl Node {
         let timeout = self.inner.config.request_timeout();
         let deadline = Instant::now() + timeout;
         self.on_runtime(move |n| async move {
-            let ForwardReply::ReadIndex(index) =
-                n.to_leader(ForwardRequest::ReadIndex, timeout).await?
-            else {
+            let ForwardReply::ReadIndex(index) = n.to_leader(ForwardRequest::ReadIndex, timeout).await? else {
                 return Err(Error::internal("unexpected reply to a read index request"));
             };
             if n.applied_index() >= index {
@@ -111,9 +101,7 @@ impl Node {
         check_delete(&req)?;
         match self.write(WriteCommand::DeleteRange(req)).await? {
             WriteResponse::DeleteRange(r) => Ok(r),
-            other => Err(Error::internal(format!(
-                "unexpected delete reply {other:?}"
-            ))),
+            other => Err(Error::internal(format!("unexpected delete reply {other:?}"))),
         }
     }
 
@@ -147,9 +135,7 @@ impl Node {
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
         match self.write(WriteCommand::Compact(req)).await? {
             WriteResponse::Compact(r) => Ok(r),
-            other => Err(Error::internal(format!(
-                "unexpected compact reply {other:?}"
-            ))),
+            other => Err(Error::internal(format!("unexpected compact reply {other:?}"))),
         }
     }
 }
@@ -206,12 +192,7 @@ blocking_twins! {
 
 impl Node {
     /// Blocking [`Node::add_member`].
-    pub fn add_member_blocking(
-        &self,
-        name: &str,
-        peer_addr: &str,
-        learner: bool,
-    ) -> Result<crate::node::Member> {
+    pub fn add_member_blocking(&self, name: &str, peer_addr: &str, learner: bool) -> Result<crate::node::Member> {
         self.block_on(self.add_member(name, peer_addr, learner))
     }
 }

@@ -68,6 +68,9 @@ pub struct NodeStatus {
     pub fsync_total_us: u64,
     /// Raft log appends acknowledged (each covers one or more entries).
     pub log_appends: u64,
+    /// Set when Raft stopped on an unrecoverable error (a failed fsync, a full disk):
+    /// the node takes no more writes until restarted.
+    pub fatal_error: Option<String>,
 }
 
 /// The library's shared runtime (two worker threads: sized for small machines). Nodes may
@@ -132,10 +135,7 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node")
-            .field("name", &self.inner.config.name)
-            .field("id", &self.inner.member_id)
-            .finish()
+        f.debug_struct("Node").field("name", &self.inner.config.name).field("id", &self.inner.member_id).finish()
     }
 }
 
@@ -151,9 +151,7 @@ impl Node {
     /// [`Error::Transport`] (peer port in use, or no member reachable to join).
     pub async fn start(config: NodeConfig) -> Result<Node> {
         let rt = shared_runtime();
-        rt.spawn(Self::start_on(config, rt.clone()))
-            .await
-            .map_err(Error::internal)?
+        rt.spawn(Self::start_on(config, rt.clone())).await.map_err(Error::internal)?
     }
 
     /// Blocking twin of [`Node::start`]; call it from a thread outside any async runtime.
@@ -169,9 +167,7 @@ impl Node {
         let db = {
             let dir = config.data_dir.clone();
             let cache = config.cache_size_bytes;
-            tokio::task::spawn_blocking(move || datadir::open_db(&dir, cache))
-                .await
-                .map_err(Error::internal)??
+            tokio::task::spawn_blocking(move || datadir::open_db(&dir, cache)).await.map_err(Error::internal)??
         };
         let identity_ks = datadir::identity_keyspace(&db)?;
         let (identity, fresh) = match datadir::load_identity(&identity_ks)? {
@@ -213,12 +209,7 @@ impl Node {
         Ok(node)
     }
 
-    async fn open_raft(
-        &self,
-        db: Database,
-        identity_ks: Keyspace,
-        lock: datadir::DataDirLock,
-    ) -> Result<Running> {
+    async fn open_raft(&self, db: Database, identity_ks: Keyspace, lock: datadir::DataDirLock) -> Result<Running> {
         let cfg = &self.inner.config;
         let store = Arc::new(MvccStore::open(db.clone())?);
         let log_store = LogStore::open(db.clone(), self.inner.fsync.clone())?;
@@ -236,28 +227,15 @@ impl Node {
         }
         .validate()
         .map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        let network = NetworkFactory {
-            cluster_id: self.inner.cluster_id.clone(),
-            addresses: self.inner.addresses.clone(),
-        };
-        let raft = Raft::new(
-            self.inner.member_id,
-            Arc::new(raft_config),
-            network,
-            log_store.clone(),
-            sm.clone(),
-        )
-        .await
-        .map_err(|e| Error::Fatal(e.to_string()))?;
+        let network =
+            NetworkFactory { cluster_id: self.inner.cluster_id.clone(), addresses: self.inner.addresses.clone() };
+        let raft = Raft::new(self.inner.member_id, Arc::new(raft_config), network, log_store.clone(), sm.clone())
+            .await
+            .map_err(|e| Error::Fatal(e.to_string()))?;
 
         let listener = tokio::net::TcpListener::bind(&cfg.peer_addr)
             .await
-            .map_err(|e| {
-                Error::Transport(format!(
-                    "cannot listen on peer address {}: {e}",
-                    cfg.peer_addr
-                ))
-            });
+            .map_err(|e| Error::Transport(format!("cannot listen on peer address {}: {e}", cfg.peer_addr)));
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {
@@ -270,9 +248,7 @@ impl Node {
             raft: raft.clone(),
             state_machine: sm,
             cluster_id: self.inner.cluster_id.clone(),
-            forward: Arc::new(forward::Handler {
-                node: Arc::downgrade(&self.inner),
-            }),
+            forward: Arc::new(forward::Handler { node: Arc::downgrade(&self.inner) }),
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -305,6 +281,11 @@ impl Node {
         let cfg = &self.inner.config;
         let raft = self.running()?.raft.clone();
         if !fresh {
+            if let Bootstrap::Join(peers) = &cfg.bootstrap {
+                if identity.cluster_id != 0 {
+                    self.verify_cluster(peers).await?;
+                }
+            }
             if identity.peer_addr != cfg.peer_addr {
                 self.spawn_address_update(identity.clone());
             }
@@ -324,11 +305,7 @@ impl Node {
                         let addrs = if name == &cfg.name {
                             me.clone()
                         } else {
-                            MemberAddrs {
-                                name: name.clone(),
-                                peer_addrs: vec![addr.clone()],
-                                client_addrs: vec![],
-                            }
+                            MemberAddrs { name: name.clone(), peer_addrs: vec![addr.clone()], client_addrs: vec![] }
                         };
                         (id, addrs)
                     })
@@ -353,12 +330,7 @@ impl Node {
         if self.inner.stopped.load(Ordering::Acquire) {
             return Err(Error::Stopped);
         }
-        self.inner
-            .running
-            .read()
-            .expect("running lock")
-            .clone()
-            .ok_or(Error::Stopped)
+        self.inner.running.read().expect("running lock").clone().ok_or(Error::Stopped)
     }
 
     /// This node's member id (stable across restarts).
@@ -407,11 +379,7 @@ impl Node {
     pub fn status(&self) -> Result<NodeStatus> {
         let running = self.running()?;
         let m = running.raft.metrics().borrow_watched().clone();
-        let is_learner = !m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == self.inner.member_id);
+        let is_learner = !m.membership_config.membership().voter_ids().any(|v| v == self.inner.member_id);
         Ok(NodeStatus {
             id: self.inner.member_id,
             name: self.inner.config.name.clone(),
@@ -425,7 +393,8 @@ impl Node {
             last_log_index: m.last_log_index.unwrap_or(0),
             revision: running.store.revision(),
             compact_revision: running.store.compact_revision(),
-            db_size_bytes: running.db.disk_space().unwrap_or(0),
+            db_size_bytes: datadir::disk_usage(&self.inner.config.data_dir),
+            fatal_error: m.running_state.as_ref().err().map(|e| e.to_string()),
             fsync_count: self.inner.fsync.count.load(Ordering::Relaxed),
             fsync_total_us: self.inner.fsync.total_us.load(Ordering::Relaxed),
             log_appends: self.inner.fsync.appends.load(Ordering::Relaxed),
@@ -436,10 +405,7 @@ impl Node {
     pub fn members(&self) -> Result<Vec<Member>> {
         self.running()?;
         let members = self.inner.observed.members.read().expect("members lock");
-        Ok(members
-            .iter()
-            .map(|(id, (addrs, voter))| Member::from_addrs(*id, addrs, !voter))
-            .collect())
+        Ok(members.iter().map(|(id, (addrs, voter))| Member::from_addrs(*id, addrs, !voter)).collect())
     }
 
     /// Stops the node: a leader first hands leadership to the most up-to-date voter (so
@@ -447,11 +413,7 @@ impl Node {
     /// released. Idempotent; the same config may be started again afterwards.
     pub async fn stop(&self) -> Result<()> {
         let node = self.clone();
-        self.inner
-            .runtime
-            .spawn(async move { node.stop_inner().await })
-            .await
-            .map_err(Error::internal)?
+        self.inner.runtime.spawn(async move { node.stop_inner().await }).await.map_err(Error::internal)?
     }
 
     /// Blocking twin of [`Node::stop`].
@@ -489,19 +451,14 @@ impl Node {
                 let _ = tx.send(());
             }
             if let Some(task) = r.server_task.take() {
-                if tokio::time::timeout(Duration::from_secs(2), task)
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
                     tracing::warn!("peer server did not stop in time");
                 }
             }
         }
         self.inner.peers.clear();
         // Dropping fjall waits for background work; keep it off the async workers.
-        tokio::task::spawn_blocking(move || drop(owned))
-            .await
-            .map_err(Error::internal)?;
+        tokio::task::spawn_blocking(move || drop(owned)).await.map_err(Error::internal)?;
         tracing::info!(name = %self.inner.config.name, "node stopped");
         Ok(())
     }
@@ -513,46 +470,25 @@ impl Node {
             return;
         }
         let me = self.inner.member_id;
-        let voters: Vec<u64> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .filter(|v| *v != me)
-            .collect();
-        let matched = |id: &u64| {
-            m.replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map_or(0, |l| l.index)
-        };
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().filter(|v| *v != me).collect();
+        let matched =
+            |id: &u64| m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map_or(0, |l| l.index);
         let Some(target) = voters.iter().copied().max_by_key(matched) else {
             return;
         };
-        if running
-            .raft
-            .trigger()
-            .transfer_leader(target)
-            .await
-            .is_err()
-        {
+        if running.raft.trigger().transfer_leader(target).await.is_err() {
             return;
         }
         let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 2);
         let _ = running
             .raft
             .wait(Some(wait))
-            .metrics(
-                |m| m.current_leader.is_some() && m.current_leader != Some(me),
-                "leadership transferred",
-            )
+            .metrics(|m| m.current_leader.is_some() && m.current_leader != Some(me), "leadership transferred")
             .await;
     }
 
     /// Runs `fut` to completion on the calling (non-async) thread.
-    pub(crate) fn block_on<T>(
-        &self,
-        fut: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
+    pub(crate) fn block_on<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         ensure_not_async()?;
         self.inner.runtime.block_on(fut)
     }
@@ -567,19 +503,14 @@ impl Node {
         if Handle::try_current().is_ok_and(|h| h.id() == self.inner.runtime.id()) {
             return f(self.clone()).await;
         }
-        self.inner
-            .runtime
-            .spawn(f(self.clone()))
-            .await
-            .map_err(Error::internal)?
+        self.inner.runtime.spawn(f(self.clone())).await.map_err(Error::internal)?
     }
 }
 
 fn ensure_not_async() -> Result<()> {
     if Handle::try_current().is_ok() {
         return Err(Error::InvalidArgument(
-            "a blocking quorumkv call was made from an async runtime thread; use the async method"
-                .into(),
+            "a blocking quorumkv call was made from an async runtime thread; use the async method".into(),
         ));
     }
     Ok(())
@@ -590,28 +521,18 @@ fn new_identity(cfg: &NodeConfig) -> Identity {
     let cluster_id = match &cfg.bootstrap {
         Bootstrap::Single => datadir::cluster_id_of(&[member_id], &cfg.cluster_token),
         Bootstrap::InitialCluster(list) => {
-            let ids: Vec<u64> = list
-                .iter()
-                .map(|(n, a)| datadir::member_id_of(n, a, &cfg.cluster_token))
-                .collect();
+            let ids: Vec<u64> = list.iter().map(|(n, a)| datadir::member_id_of(n, a, &cfg.cluster_token)).collect();
             datadir::cluster_id_of(&ids, &cfg.cluster_token)
         }
         Bootstrap::Join(_) => 0,
     };
-    Identity {
-        name: cfg.name.clone(),
-        member_id,
-        cluster_id,
-        peer_addr: cfg.peer_addr.clone(),
-    }
+    Identity { name: cfg.name.clone(), member_id, cluster_id, peer_addr: cfg.peer_addr.clone() }
 }
 
 async fn initialize(raft: &Raft, members: BTreeMap<u64, MemberAddrs>) -> Result<()> {
     match raft.initialize(members).await {
         Ok(()) => Ok(()),
-        Err(openraft::errors::RaftError::APIError(
-            openraft::errors::InitializeError::NotAllowed(_),
-        )) => Ok(()),
+        Err(openraft::errors::RaftError::APIError(openraft::errors::InitializeError::NotAllowed(_))) => Ok(()),
         Err(e) => Err(Error::Fatal(e.to_string())),
     }
 }
@@ -625,23 +546,15 @@ async fn watch_metrics(node: Weak<NodeInner>, raft: Raft) {
             let Some(inner) = node.upgrade() else { return };
             let m = rx.borrow_watched().clone();
             inner.observed.term.store(m.current_term, Ordering::Release);
-            inner
-                .observed
-                .leader
-                .store(m.current_leader.unwrap_or(0), Ordering::Release);
-            inner
-                .observed
-                .applied_index
-                .store(m.last_applied.map_or(0, |l| l.index), Ordering::Release);
+            inner.observed.leader.store(m.current_leader.unwrap_or(0), Ordering::Release);
+            inner.observed.applied_index.store(m.last_applied.map_or(0, |l| l.index), Ordering::Release);
             let log_id = *m.membership_config.log_id();
             if membership_log != Some(log_id) {
                 membership_log = Some(log_id);
                 let mem = m.membership_config.membership();
                 let voters: Vec<u64> = mem.voter_ids().collect();
-                let map: BTreeMap<u64, (MemberAddrs, bool)> = mem
-                    .nodes()
-                    .map(|(id, n)| (*id, (n.clone(), voters.contains(id))))
-                    .collect();
+                let map: BTreeMap<u64, (MemberAddrs, bool)> =
+                    mem.nodes().map(|(id, n)| (*id, (n.clone(), voters.contains(id)))).collect();
                 {
                     let mut book = inner.addresses.write().expect("address book");
                     for (id, (addrs, _)) in &map {

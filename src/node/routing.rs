@@ -66,16 +66,13 @@ impl PeerClients {
 /// to send again). tonic reports a refused connection as `Unavailable` whose message
 /// names the connect step; anything else may have been delivered.
 fn never_delivered(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable
-        && status.message().to_ascii_lowercase().contains("connect")
+    status.code() == tonic::Code::Unavailable && status.message().to_ascii_lowercase().contains("connect")
 }
 
 impl Node {
     fn peer_addr_of(&self, id: u64) -> Option<String> {
         let members = self.inner.observed.members.read().expect("members lock");
-        members
-            .get(&id)
-            .and_then(|(a, _)| a.peer_addrs.first().cloned())
+        members.get(&id).and_then(|(a, _)| a.peer_addrs.first().cloned())
     }
 
     /// Sends `req` to the node at `addr` once. `Ok(Err(NotLeader))` and connect failures
@@ -87,17 +84,11 @@ impl Node {
         timeout: Duration,
     ) -> Result<ForwardReply> {
         let mut client = peer_client(self.inner.peers.get(addr)?);
-        let env = pb::Envelope {
-            cluster_id: self.cluster_id(),
-            payload: encode(req).into(),
-        };
+        let env = pb::Envelope { cluster_id: self.cluster_id(), payload: encode(req).into() };
         let reply = match tokio::time::timeout(timeout, client.forward(env)).await {
             Err(_) => return Err(Error::Timeout),
             Ok(Err(status)) if never_delivered(&status) => {
-                return Err(Error::Transport(format!(
-                    "cannot reach {addr}: {}",
-                    status.message()
-                )))
+                return Err(Error::Transport(format!("cannot reach {addr}: {}", status.message())))
             }
             Ok(Err(status)) => return Err(Error::Transport(format!("{addr}: {status}"))),
             Ok(Ok(r)) => r.into_inner(),
@@ -109,11 +100,7 @@ impl Node {
     /// Runs a leader-only request: locally when this node leads, forwarded otherwise,
     /// waiting for a leader up to the request timeout. A request is sent again only when
     /// it certainly was not executed (refused connection, or "not leader").
-    pub(crate) async fn to_leader(
-        &self,
-        req: ForwardRequest,
-        timeout: Duration,
-    ) -> Result<ForwardReply> {
+    pub(crate) async fn to_leader(&self, req: ForwardRequest, timeout: Duration) -> Result<ForwardReply> {
         let deadline = Instant::now() + timeout;
         let mut hint: Option<u64> = None;
         loop {
@@ -122,9 +109,7 @@ impl Node {
             match route(self.inner.member_id, leader, now >= deadline) {
                 Route::NoLeader => return Err(Error::NoLeader),
                 Route::Local => match self.handle_as_leader(req.clone(), deadline - now).await {
-                    Err(Error::NotLeader { leader }) => {
-                        hint = leader.filter(|l| *l != self.inner.member_id)
-                    }
+                    Err(Error::NotLeader { leader }) => hint = leader.filter(|l| *l != self.inner.member_id),
                     other => return other,
                 },
                 Route::Forward(leader) => {
@@ -135,8 +120,7 @@ impl Node {
                     match self.send_forward(&addr, &req, deadline - now).await {
                         Err(Error::NotLeader { leader: h }) => hint = h.filter(|l| *l != leader),
                         Err(Error::Transport(e))
-                            if !matches!(req, ForwardRequest::Write(_))
-                                || e.starts_with("cannot reach") =>
+                            if !matches!(req, ForwardRequest::Write(_)) || e.starts_with("cannot reach") =>
                         {
                             tracing::debug!(error = %e, "leader unreachable, waiting for a new one");
                             self.wait_leader_change(Some(leader), deadline).await;
@@ -181,11 +165,7 @@ impl Node {
     /// Sends `req` to any member that will take it: the leader if known, otherwise each
     /// member in turn, following "not leader" hints. Used by a node whose own address
     /// changed, which the leader may not reach yet.
-    pub(crate) async fn to_any_member(
-        &self,
-        req: ForwardRequest,
-        timeout: Duration,
-    ) -> Result<ForwardReply> {
+    pub(crate) async fn to_any_member(&self, req: ForwardRequest, timeout: Duration) -> Result<ForwardReply> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let me = self.inner.member_id;
@@ -200,10 +180,7 @@ impl Node {
                     continue;
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
-                match self
-                    .send_forward(&addr, &req, left.min(Duration::from_secs(2)))
-                    .await
-                {
+                match self.send_forward(&addr, &req, left.min(Duration::from_secs(2))).await {
                     Ok(r) => return Ok(r),
                     Err(e) => {
                         tracing::debug!(peer = id, error = %e, "member did not take the request")
@@ -236,11 +213,7 @@ mod tests {
             (1, None, true, Route::NoLeader),
         ];
         for (me, leader, passed, want) in cases {
-            assert_eq!(
-                route(me, leader, passed),
-                want,
-                "me={me} leader={leader:?} passed={passed}"
-            );
+            assert_eq!(route(me, leader, passed), want, "me={me} leader={leader:?} passed={passed}");
         }
     }
 }

@@ -70,15 +70,7 @@ impl LogStore {
             .name("qkv-log-fsync".into())
             .spawn(move || flusher(flusher_db, rx, flusher_stats))
             .map_err(crate::Error::from)?;
-        Ok(LogStore {
-            inner: Arc::new(Inner {
-                db,
-                log,
-                meta,
-                flush_tx: Mutex::new(Some(tx)),
-                stats,
-            }),
-        })
+        Ok(LogStore { inner: Arc::new(Inner { db, log, meta, flush_tx: Mutex::new(Some(tx)), stats }) })
     }
 
     /// Stops the flusher thread once it has acknowledged what is queued.
@@ -86,11 +78,7 @@ impl LogStore {
         self.inner.flush_tx.lock().expect("flush_tx lock").take();
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-        what: &str,
-    ) -> io::Result<Option<T>> {
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8], what: &str) -> io::Result<Option<T>> {
         match self.inner.meta.get(key).map_err(io_err)? {
             Some(v) => Ok(Some(decode_io(&v, what)?)),
             None => Ok(None),
@@ -104,10 +92,7 @@ impl LogStore {
 
     fn sync(&self) -> io::Result<()> {
         let t = Instant::now();
-        self.inner
-            .db
-            .persist(PersistMode::SyncData)
-            .map_err(io_err)?;
+        self.inner.db.persist(PersistMode::SyncData).map_err(io_err)?;
         record_fsync(&self.inner.stats, t);
         Ok(())
     }
@@ -115,9 +100,7 @@ impl LogStore {
 
 fn record_fsync(stats: &FsyncStats, started: Instant) {
     stats.count.fetch_add(1, Ordering::Relaxed);
-    stats
-        .total_us
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    stats.total_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
 }
 
 /// The group-commit loop: one fsync per wake-up, for every callback queued by then.
@@ -128,15 +111,11 @@ fn flusher(db: Database, rx: mpsc::Receiver<IOFlushed<TypeConfig>>, stats: Arc<F
         let t = Instant::now();
         let result = db.persist(PersistMode::SyncData);
         record_fsync(&stats, t);
-        stats
-            .appends
-            .fetch_add(waiting.len() as u64, Ordering::Relaxed);
+        stats.appends.fetch_add(waiting.len() as u64, Ordering::Relaxed);
         for cb in waiting {
             let r = match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::other(format!(
-                    "fsync of the raft log failed: {e}"
-                ))),
+                Err(e) => Err(io::Error::other(format!("fsync of the raft log failed: {e}"))),
             };
             cb.io_completed(r);
         }
@@ -162,11 +141,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for g in self
-            .inner
-            .log
-            .range((Bound::Included(index_key(start).to_vec()), end))
-        {
+        for g in self.inner.log.range((Bound::Included(index_key(start).to_vec()), end)) {
             let (_, v) = g.into_inner().map_err(io_err)?;
             out.push(decode_io(&v, "log entry")?);
         }
@@ -191,10 +166,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => purged,
         };
-        Ok(LogState {
-            last_purged_log_id: purged,
-            last_log_id: last,
-        })
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -208,16 +180,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         // Not synced: a lost value only makes the node re-apply fewer entries at start;
         // it learns the rest from the leader.
-        self.inner
-            .meta
-            .insert(KEY_COMMITTED, encode(&committed))
-            .map_err(io_err)
+        self.inner.meta.insert(KEY_COMMITTED, encode(&committed)).map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self
-            .read_meta::<Option<LogId>>(KEY_COMMITTED, "committed log id")?
-            .flatten())
+        Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED, "committed log id")?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -227,18 +194,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = self.inner.db.batch();
         for entry in entries {
-            batch.insert(
-                &self.inner.log,
-                index_key(entry.index()).to_vec(),
-                encode(&entry),
-            );
+            batch.insert(&self.inner.log, index_key(entry.index()).to_vec(), encode(&entry));
         }
         batch.commit().map_err(io_err)?;
         let tx = self.inner.flush_tx.lock().expect("flush_tx lock").clone();
         match tx {
-            Some(tx) => tx
-                .send(callback)
-                .map_err(|_| io::Error::other("log flusher stopped")),
+            Some(tx) => tx.send(callback).map_err(|_| io::Error::other("log flusher stopped")),
             None => Err(io::Error::other("log store is shut down")),
         }
     }

@@ -7,6 +7,9 @@ pub(crate) mod network;
 pub(crate) mod snapshot;
 pub(crate) mod state_machine;
 
+#[cfg(test)]
+mod conformance;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -38,13 +41,7 @@ impl fmt::Display for Request {
             Request::Kv(WriteCommand::Put(p)) => write!(f, "put({} bytes key)", p.key.len()),
             Request::Kv(WriteCommand::DeleteRange(_)) => write!(f, "delete_range"),
             Request::Kv(WriteCommand::Txn(t)) => {
-                write!(
-                    f,
-                    "txn({} compares, {}+{} ops)",
-                    t.compare.len(),
-                    t.success.len(),
-                    t.failure.len()
-                )
+                write!(f, "txn({} compares, {}+{} ops)", t.compare.len(), t.success.len(), t.failure.len())
             }
             Request::Kv(WriteCommand::Compact(c)) => write!(f, "compact({})", c.revision),
         }
@@ -88,20 +85,12 @@ pub(crate) mod codec {
     }
 
     pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-        postcard::from_bytes(bytes)
-            .map_err(|e| Error::Storage(format!("cannot decode {what}: {e}")))
+        postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("cannot decode {what}: {e}")))
     }
 
-    pub fn decode_io<T: serde::de::DeserializeOwned>(
-        bytes: &[u8],
-        what: &str,
-    ) -> std::io::Result<T> {
-        postcard::from_bytes(bytes).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("cannot decode {what}: {e}"),
-            )
-        })
+    pub fn decode_io<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> std::io::Result<T> {
+        postcard::from_bytes(bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cannot decode {what}: {e}")))
     }
 }
 

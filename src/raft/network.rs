@@ -16,8 +16,8 @@ use futures::{Stream, StreamExt};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -81,11 +81,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: u64, node: &MemberAddrs) -> PeerConnection {
         let addr = node.peer_addrs.first().cloned().unwrap_or_default();
-        self.addresses
-            .write()
-            .expect("address book")
-            .entry(target)
-            .or_insert(addr);
+        self.addresses.write().expect("address book").entry(target).or_insert(addr);
         PeerConnection {
             target,
             addr: String::new(),
@@ -117,12 +113,7 @@ fn network_err<E: std::fmt::Display>(e: E) -> RPCError<TypeConfig> {
 impl PeerConnection {
     /// The client for the target's current address (reconnecting if it moved).
     fn client(&mut self) -> Option<PeerClient<Channel>> {
-        let current = self
-            .addresses
-            .read()
-            .expect("address book")
-            .get(&self.target)
-            .cloned();
+        let current = self.addresses.read().expect("address book").get(&self.target).cloned();
         let current = current?;
         if current != self.addr || self.client.is_none() {
             self.client = peer_channel(&current).ok().map(peer_client);
@@ -132,10 +123,7 @@ impl PeerConnection {
     }
 
     fn envelope<T: Serialize>(&self, msg: &T) -> Envelope {
-        Envelope {
-            cluster_id: self.cluster_id.load(Ordering::Acquire),
-            payload: encode(msg).into(),
-        }
+        Envelope { cluster_id: self.cluster_id.load(Ordering::Acquire), payload: encode(msg).into() }
     }
 
     async fn call<Req, Resp, F, Fut>(
@@ -150,21 +138,16 @@ impl PeerConnection {
         F: FnOnce(PeerClient<Channel>, Envelope) -> Fut,
         Fut: Future<Output = Result<TonicResponse<Envelope>, Status>>,
     {
-        let client = self
-            .client()
-            .ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
+        let client = self.client().ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
         let env = self.envelope(req);
         let reply = tokio::time::timeout(option.hard_ttl(), f(client, env))
             .await
             .map_err(|_| unreachable(format!("rpc to node {} timed out", self.target)))?
             .map_err(|s| match s.code() {
-                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-                    unreachable(s)
-                }
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => unreachable(s),
                 _ => network_err(s),
             })?;
-        let result: Result<Resp, Error> =
-            decode(&reply.into_inner().payload, "peer reply").map_err(network_err)?;
+        let result: Result<Resp, Error> = decode(&reply.into_inner().payload, "peer reply").map_err(network_err)?;
         result.map_err(|e| match e {
             Error::Stopped | Error::ClusterMismatch { .. } => unreachable(e),
             e => network_err(e),
@@ -180,10 +163,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, env| async move {
-            c.append_entries(env).await
-        })
-        .await
+        self.call(&rpc, &option, |mut c, env| async move { c.append_entries(env).await }).await
     }
 
     async fn vote(
@@ -191,8 +171,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, env| async move { c.vote(env).await })
-            .await
+        self.call(&rpc, &option, |mut c, env| async move { c.vote(env).await }).await
     }
 
     async fn pre_vote(
@@ -200,12 +179,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(
-            &rpc,
-            &option,
-            |mut c, env| async move { c.pre_vote(env).await },
-        )
-        .await
+        self.call(&rpc, &option, |mut c, env| async move { c.pre_vote(env).await }).await
     }
 
     async fn transfer_leader(
@@ -213,10 +187,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |mut c, env| async move {
-            c.transfer_leader(env).await
-        })
-        .await
+        self.call(&req, &option, |mut c, env| async move { c.transfer_leader(env).await }).await
     }
 
     async fn full_snapshot(
@@ -226,9 +197,9 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let mut client = self.client().ok_or_else(|| {
-            StreamingError::Unreachable(Unreachable::new(&std::io::Error::other("no peer address")))
-        })?;
+        let mut client = self
+            .client()
+            .ok_or_else(|| StreamingError::Unreachable(Unreachable::new(&std::io::Error::other("no peer address"))))?;
         let header = self.envelope(&(vote, snapshot.meta.clone()));
         let file = tokio::fs::File::open(&snapshot.snapshot.path)
             .await
@@ -245,34 +216,18 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         };
         let reply = reply
             .map_err(|_| {
-                StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(
-                    "snapshot send timed out",
-                )))
+                StreamingError::Unreachable(Unreachable::new(&std::io::Error::other("snapshot send timed out")))
             })?
-            .map_err(|s| {
-                StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(s.to_string())))
-            })?;
-        let result: Result<SnapshotResponse<TypeConfig>, Error> =
-            decode(&reply.payload, "snapshot reply").map_err(|e| {
-                StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
-            })?;
-        result.map_err(|e| {
-            StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
-        })
+            .map_err(|s| StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(s.to_string()))))?;
+        let result: Result<SnapshotResponse<TypeConfig>, Error> = decode(&reply.payload, "snapshot reply")
+            .map_err(|e| StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string()))))?;
+        result.map_err(|e| StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string()))))
     }
 }
 
 /// The chunk stream of one snapshot file: the header first, then the file in 1 MiB pieces.
-fn snapshot_chunks(
-    header: Envelope,
-    file: tokio::fs::File,
-) -> impl Stream<Item = SnapshotChunk> + Send + 'static {
-    let first = futures::stream::once(async move {
-        SnapshotChunk {
-            header: Some(header),
-            data: Default::default(),
-        }
-    });
+fn snapshot_chunks(header: Envelope, file: tokio::fs::File) -> impl Stream<Item = SnapshotChunk> + Send + 'static {
+    let first = futures::stream::once(async move { SnapshotChunk { header: Some(header), data: Default::default() } });
     let rest = futures::stream::unfold(Some(file), |file| async move {
         let mut file = file?;
         let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
@@ -291,13 +246,7 @@ fn snapshot_chunks(
             return None;
         }
         buf.truncate(filled);
-        Some((
-            SnapshotChunk {
-                header: None,
-                data: buf.into(),
-            },
-            Some(file),
-        ))
+        Some((SnapshotChunk { header: None, data: buf.into() }, Some(file)))
     });
     first.chain(rest)
 }
@@ -331,10 +280,7 @@ impl PeerService {
         Ok(())
     }
 
-    fn reply<T: Serialize>(
-        &self,
-        result: Result<T, Error>,
-    ) -> Result<TonicResponse<Envelope>, Status> {
+    fn reply<T: Serialize>(&self, result: Result<T, Error>) -> Result<TonicResponse<Envelope>, Status> {
         Ok(TonicResponse::new(Envelope {
             cluster_id: self.cluster_id.load(Ordering::Acquire),
             payload: encode(&result).into(),
@@ -357,52 +303,31 @@ impl PeerService {
         if let Err(e) = self.check_cluster(env.cluster_id) {
             return self.reply::<Resp>(Err(e));
         }
-        let msg: Req = decode(&env.payload, "peer request")
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let result = f(self.raft.clone(), msg)
-            .await
-            .map_err(|e| Error::Fatal(e.to_string()));
+        let msg: Req = decode(&env.payload, "peer request").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let result = f(self.raft.clone(), msg).await.map_err(|e| Error::Fatal(e.to_string()));
         self.reply(result)
     }
 }
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn append_entries(
-        &self,
-        req: TonicRequest<Envelope>,
-    ) -> Result<TonicResponse<Envelope>, Status> {
+    async fn append_entries(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
         self.raft_call(req, |raft, msg: AppendEntriesRequest<TypeConfig>| async move { raft.append_entries(msg).await })
             .await
     }
 
     async fn vote(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
-        self.raft_call(req, |raft, msg: VoteRequest<TypeConfig>| async move {
-            raft.vote(msg).await
-        })
-        .await
+        self.raft_call(req, |raft, msg: VoteRequest<TypeConfig>| async move { raft.vote(msg).await }).await
     }
 
-    async fn pre_vote(
-        &self,
-        req: TonicRequest<Envelope>,
-    ) -> Result<TonicResponse<Envelope>, Status> {
-        self.raft_call(req, |raft, msg: VoteRequest<TypeConfig>| async move {
-            raft.pre_vote(msg).await
-        })
-        .await
+    async fn pre_vote(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+        self.raft_call(req, |raft, msg: VoteRequest<TypeConfig>| async move { raft.pre_vote(msg).await }).await
     }
 
-    async fn transfer_leader(
-        &self,
-        req: TonicRequest<Envelope>,
-    ) -> Result<TonicResponse<Envelope>, Status> {
-        self.raft_call(
-            req,
-            |raft, msg: TransferLeaderRequest<TypeConfig>| async move {
-                raft.handle_transfer_leader(msg).await
-            },
-        )
+    async fn transfer_leader(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+        self.raft_call(req, |raft, msg: TransferLeaderRequest<TypeConfig>| async move {
+            raft.handle_transfer_leader(msg).await
+        })
         .await
     }
 
@@ -411,41 +336,26 @@ impl Peer for PeerService {
         req: TonicRequest<Streaming<SnapshotChunk>>,
     ) -> Result<TonicResponse<Envelope>, Status> {
         let mut stream = req.into_inner();
-        let first = stream
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        let header = first
-            .header
-            .ok_or_else(|| Status::invalid_argument("snapshot stream without header"))?;
+        let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let header = first.header.ok_or_else(|| Status::invalid_argument("snapshot stream without header"))?;
         if let Err(e) = self.check_cluster(header.cluster_id) {
             return self.reply::<SnapshotResponse<TypeConfig>>(Err(e));
         }
-        let (vote, meta): (Vote, super::SnapshotMeta) = decode(&header.payload, "snapshot header")
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (vote, meta): (Vote, super::SnapshotMeta) =
+            decode(&header.payload, "snapshot header").map_err(|e| Status::invalid_argument(e.to_string()))?;
         let path = self.state_machine.incoming_snapshot_path();
         let received = receive_snapshot(&path, first.data, &mut stream).await;
         if let Err(e) = received {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(Status::internal(format!("receiving snapshot failed: {e}")));
         }
-        let snapshot = RaftSnapshot {
-            meta,
-            snapshot: SnapshotFile { path: path.clone() },
-        };
-        let result = self
-            .raft
-            .install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(|e| Error::Fatal(e.to_string()));
+        let snapshot = RaftSnapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
+        let result = self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| Error::Fatal(e.to_string()));
         let _ = tokio::fs::remove_file(&path).await; // Left over only if the install was refused.
         self.reply(result)
     }
 
-    async fn forward(
-        &self,
-        req: TonicRequest<Envelope>,
-    ) -> Result<TonicResponse<Envelope>, Status> {
+    async fn forward(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
         let env = req.into_inner();
         if let Err(e) = self.check_cluster(env.cluster_id) {
             return self.reply::<()>(Err(e));

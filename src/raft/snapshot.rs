@@ -56,25 +56,14 @@ impl<R: Read> Read for CrcReader<R> {
 }
 
 fn corrupt(path: &Path, what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("snapshot {} is damaged: {what}", path.display()),
-    )
+    io::Error::new(io::ErrorKind::InvalidData, format!("snapshot {} is damaged: {what}", path.display()))
 }
 
 /// Writes a snapshot of `snap` (a consistent fjall view) with `meta` to `path`, fsynced.
-pub(crate) fn write(
-    path: &Path,
-    meta: &SnapshotMeta,
-    ks: &MvccKeyspaces,
-    snap: &fjall::Snapshot,
-) -> io::Result<()> {
+pub(crate) fn write(path: &Path, meta: &SnapshotMeta, ks: &MvccKeyspaces, snap: &fjall::Snapshot) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let file = File::create(&tmp)?;
-    let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        crc: crc32fast::Hasher::new(),
-    };
+    let mut w = CrcWriter { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
     w.write_all(MAGIC)?;
     let meta_bytes = encode(meta);
     w.write_all(&(meta_bytes.len() as u32).to_le_bytes())?;
@@ -106,19 +95,14 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 fn read_header<R: Read>(r: &mut R, path: &Path) -> io::Result<SnapshotMeta> {
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)
-        .map_err(|_| corrupt(path, "too short"))?;
+    r.read_exact(&mut magic).map_err(|_| corrupt(path, "too short"))?;
     if &magic != MAGIC {
-        return Err(corrupt(
-            path,
-            "bad magic (not a quorumkv snapshot, or another version)",
-        ));
+        return Err(corrupt(path, "bad magic (not a quorumkv snapshot, or another version)"));
     }
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let mut meta = vec![0u8; u32::from_le_bytes(len) as usize];
-    r.read_exact(&mut meta)
-        .map_err(|_| corrupt(path, "truncated meta"))?;
+    r.read_exact(&mut meta).map_err(|_| corrupt(path, "truncated meta"))?;
     decode_io(&meta, "snapshot meta")
 }
 
@@ -128,26 +112,18 @@ pub(crate) fn read_meta(path: &Path) -> io::Result<SnapshotMeta> {
 }
 
 /// Streams every record of a snapshot to `f`, then checks the CRC.
-fn for_each_record(
-    path: &Path,
-    mut f: impl FnMut(u8, Vec<u8>, Vec<u8>) -> io::Result<()>,
-) -> io::Result<SnapshotMeta> {
+fn for_each_record(path: &Path, mut f: impl FnMut(u8, Vec<u8>, Vec<u8>) -> io::Result<()>) -> io::Result<SnapshotMeta> {
     let file = File::open(path)?;
-    let mut r = CrcReader {
-        inner: BufReader::with_capacity(1 << 20, file),
-        crc: crc32fast::Hasher::new(),
-    };
+    let mut r = CrcReader { inner: BufReader::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
     let meta = read_header(&mut r, path)?;
     loop {
         let mut tag = [0u8; 1];
-        r.read_exact(&mut tag)
-            .map_err(|_| corrupt(path, "truncated"))?;
+        r.read_exact(&mut tag).map_err(|_| corrupt(path, "truncated"))?;
         if tag[0] == 0 {
             break;
         }
         let mut lens = [0u8; 8];
-        r.read_exact(&mut lens)
-            .map_err(|_| corrupt(path, "truncated"))?;
+        r.read_exact(&mut lens).map_err(|_| corrupt(path, "truncated"))?;
         let klen = u32::from_le_bytes(lens[..4].try_into().expect("4 bytes")) as usize;
         let vlen = u32::from_le_bytes(lens[4..].try_into().expect("4 bytes")) as usize;
         if klen > 1 << 16 || vlen > 1 << 30 {
@@ -155,17 +131,13 @@ fn for_each_record(
         }
         let mut k = vec![0u8; klen];
         let mut v = vec![0u8; vlen];
-        r.read_exact(&mut k)
-            .map_err(|_| corrupt(path, "truncated"))?;
-        r.read_exact(&mut v)
-            .map_err(|_| corrupt(path, "truncated"))?;
+        r.read_exact(&mut k).map_err(|_| corrupt(path, "truncated"))?;
+        r.read_exact(&mut v).map_err(|_| corrupt(path, "truncated"))?;
         f(tag[0], k, v)?;
     }
     let expected = r.crc.clone().finalize();
     let mut crc = [0u8; 4];
-    r.inner
-        .read_exact(&mut crc)
-        .map_err(|_| corrupt(path, "missing checksum"))?;
+    r.inner.read_exact(&mut crc).map_err(|_| corrupt(path, "missing checksum"))?;
     if u32::from_le_bytes(crc) != expected {
         return Err(corrupt(path, "checksum mismatch"));
     }
@@ -174,13 +146,16 @@ fn for_each_record(
 
 /// Checks a snapshot file end to end without loading it.
 pub(crate) fn verify(path: &Path) -> io::Result<SnapshotMeta> {
-    for_each_record(path, |tag, _, _| {
-        if (1..=4).contains(&tag) {
-            Ok(())
-        } else {
-            Err(corrupt(path, "unknown record tag"))
-        }
-    })
+    for_each_record(
+        path,
+        |tag, _, _| {
+            if (1..=4).contains(&tag) {
+                Ok(())
+            } else {
+                Err(corrupt(path, "unknown record tag"))
+            }
+        },
+    )
 }
 
 /// Replaces the contents of the MVCC keyspaces with the snapshot's, in bounded batches.
@@ -192,18 +167,12 @@ pub(crate) fn load(path: &Path, db: &Database, ks: &MvccKeyspaces) -> io::Result
     let mut batch = db.batch();
     let mut pending = 0usize;
     let meta = for_each_record(path, |tag, k, v| {
-        let keyspace = ks
-            .tagged()
-            .into_iter()
-            .find(|(t, _)| *t == tag)
-            .map(|(_, k)| k.clone());
+        let keyspace = ks.tagged().into_iter().find(|(t, _)| *t == tag).map(|(_, k)| k.clone());
         let keyspace = keyspace.ok_or_else(|| corrupt(path, "unknown record tag"))?;
         pending += k.len() + v.len();
         batch.insert(&keyspace, k, v);
         if pending >= LOAD_BATCH_BYTES {
-            std::mem::replace(&mut batch, db.batch())
-                .commit()
-                .map_err(super::io_err)?;
+            std::mem::replace(&mut batch, db.batch()).commit().map_err(super::io_err)?;
             pending = 0;
         }
         Ok(())

@@ -20,9 +20,7 @@ use openraft::{EntryPayload, OptionalSend};
 
 use super::codec::{decode_io, encode};
 use super::snapshot::{self, SnapshotFile};
-use super::{
-    io_err, LogId, RaftSnapshot, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
-};
+use super::{io_err, LogId, RaftSnapshot, Request, Response, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::error::Error;
 use crate::mvcc::MvccStore;
 
@@ -53,15 +51,9 @@ pub(crate) struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine, finishing a snapshot install a crash interrupted.
-    pub fn open(
-        store: Arc<MvccStore>,
-        snapshot_dir: PathBuf,
-        on_applied: Option<ApplyHook>,
-    ) -> crate::Result<Self> {
+    pub fn open(store: Arc<MvccStore>, snapshot_dir: PathBuf, on_applied: Option<ApplyHook>) -> crate::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
-        let snap_meta = store
-            .db()
-            .keyspace("snapshot_meta", KeyspaceCreateOptions::default)?;
+        let snap_meta = store.db().keyspace("snapshot_meta", KeyspaceCreateOptions::default)?;
         let sm = StateMachine {
             inner: Arc::new(SmInner {
                 store,
@@ -83,30 +75,15 @@ impl StateMachine {
     fn load_snapshot_file(&self, path: &Path) -> io::Result<()> {
         let inner = &self.inner;
         snapshot::verify(path)?;
-        inner
-            .snap_meta
-            .insert(KEY_INSTALLING, path.to_string_lossy().as_bytes())
-            .map_err(io_err)?;
-        inner
-            .store
-            .db()
-            .persist(PersistMode::SyncData)
-            .map_err(io_err)?;
+        inner.snap_meta.insert(KEY_INSTALLING, path.to_string_lossy().as_bytes()).map_err(io_err)?;
+        inner.store.db().persist(PersistMode::SyncData).map_err(io_err)?;
         snapshot::load(path, inner.store.db(), inner.store.keyspaces())?;
         inner.store.reload_counters().map_err(io_err)?;
         let mut batch = inner.store.db().batch();
-        batch.insert(
-            &inner.snap_meta,
-            KEY_CURRENT,
-            path.to_string_lossy().as_bytes(),
-        );
+        batch.insert(&inner.snap_meta, KEY_CURRENT, path.to_string_lossy().as_bytes());
         batch.remove(&inner.snap_meta, KEY_INSTALLING);
         batch.commit().map_err(io_err)?;
-        inner
-            .store
-            .db()
-            .persist(PersistMode::SyncData)
-            .map_err(io_err)?;
+        inner.store.db().persist(PersistMode::SyncData).map_err(io_err)?;
         self.remove_stale_snapshots(path);
         if let Some(hook) = &inner.on_applied {
             hook(inner.store.revision());
@@ -130,9 +107,7 @@ impl StateMachine {
     /// Where a snapshot being received from the leader is written.
     pub fn incoming_snapshot_path(&self) -> PathBuf {
         let n = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .snapshot_dir
-            .join(format!("incoming-{}-{n}.part", std::process::id()))
+        self.inner.snapshot_dir.join(format!("incoming-{}-{n}.part", std::process::id()))
     }
 
     fn current_snapshot(&self) -> io::Result<Option<(SnapshotMeta, PathBuf)>> {
@@ -156,42 +131,24 @@ impl StateMachine {
             Some(v) => decode_io(&v, "applied log id")?,
             None => None,
         };
-        let last_membership: StoredMembership =
-            match snap.get(meta_ks, KEY_MEMBERSHIP).map_err(io_err)? {
-                Some(v) => decode_io(&v, "membership")?,
-                None => StoredMembership::default(),
-            };
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
+        let last_membership: StoredMembership = match snap.get(meta_ks, KEY_MEMBERSHIP).map_err(io_err)? {
+            Some(v) => decode_io(&v, "membership")?,
+            None => StoredMembership::default(),
         };
+        let meta = SnapshotMeta { last_log_id, last_membership };
         let n = inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let name = match last_log_id {
-            Some(l) => format!(
-                "snap-{:020}-{}-{n}.snap",
-                l.index(),
-                l.committed_leader_id()
-            ),
+            Some(l) => format!("snap-{:020}-{}-{n}.snap", l.index(), l.committed_leader_id()),
             None => format!("snap-empty-{n}.snap"),
         };
         let path = inner.snapshot_dir.join(name);
         snapshot::write(&path, &meta, inner.store.keyspaces(), &snap)?;
         drop(snap);
-        inner
-            .snap_meta
-            .insert(KEY_CURRENT, path.to_string_lossy().as_bytes())
-            .map_err(io_err)?;
-        inner
-            .store
-            .db()
-            .persist(PersistMode::SyncData)
-            .map_err(io_err)?;
+        inner.snap_meta.insert(KEY_CURRENT, path.to_string_lossy().as_bytes()).map_err(io_err)?;
+        inner.store.db().persist(PersistMode::SyncData).map_err(io_err)?;
         self.remove_stale_snapshots(&path);
         tracing::info!(path = %path.display(), last_log_id = ?meta.last_log_id, "built snapshot");
-        Ok(RaftSnapshot {
-            meta,
-            snapshot: SnapshotFile { path },
-        })
+        Ok(RaftSnapshot { meta, snapshot: SnapshotFile { path } })
     }
 }
 
@@ -200,9 +157,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> io::Result<RaftSnapshot> {
         let sm = self.clone();
-        tokio::task::spawn_blocking(move || sm.build())
-            .await
-            .map_err(io_err)?
+        tokio::task::spawn_blocking(move || sm.build()).await.map_err(io_err)?
     }
 }
 
@@ -253,9 +208,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         applier.put_meta(KEY_APPLIED, encode(&last_applied));
-        applier
-            .commit()
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        applier.commit().map_err(|e| io::Error::other(e.to_string()))?;
         if let Some(hook) = &self.inner.on_applied {
             hook(store.revision());
         }
@@ -269,22 +222,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: SnapshotFile,
-    ) -> io::Result<()> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
         let sm = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {
             let _guard = sm.inner.snapshot_lock.lock().expect("snapshot lock");
             let n = sm.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let name = match meta.last_log_id {
-                Some(l) => format!(
-                    "snap-{:020}-{}-r{n}.snap",
-                    l.index(),
-                    l.committed_leader_id()
-                ),
+                Some(l) => format!("snap-{:020}-{}-r{n}.snap", l.index(), l.committed_leader_id()),
                 None => format!("snap-empty-r{n}.snap"),
             };
             let path = sm.inner.snapshot_dir.join(name);
@@ -299,9 +244,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<RaftSnapshot>> {
-        Ok(self.current_snapshot()?.map(|(meta, path)| RaftSnapshot {
-            meta,
-            snapshot: SnapshotFile { path },
-        }))
+        Ok(self.current_snapshot()?.map(|(meta, path)| RaftSnapshot { meta, snapshot: SnapshotFile { path } }))
     }
 }

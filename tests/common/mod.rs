@@ -18,11 +18,7 @@ pub fn init_logs() {
 
 /// A free loopback port (bound and released; the kernel does not hand it out again soon).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn addr() -> String {
@@ -46,10 +42,7 @@ pub struct ClusterSpec {
 impl ClusterSpec {
     pub fn new(n: usize) -> Self {
         let members = (1..=n).map(|i| (format!("n{i}"), addr())).collect();
-        ClusterSpec {
-            dir: tempfile::tempdir().unwrap(),
-            members,
-        }
+        ClusterSpec { dir: tempfile::tempdir().unwrap(), members }
     }
 
     pub fn data_dir(&self, i: usize) -> PathBuf {
@@ -58,23 +51,15 @@ impl ClusterSpec {
 
     pub fn config(&self, i: usize) -> NodeConfig {
         let (name, peer) = &self.members[i];
-        fast(NodeConfig::new(
-            name.clone(),
-            self.data_dir(i),
-            peer.clone(),
-        ))
-        .bootstrap(Bootstrap::InitialCluster(self.members.clone()))
+        fast(NodeConfig::new(name.clone(), self.data_dir(i), peer.clone()))
+            .bootstrap(Bootstrap::InitialCluster(self.members.clone()))
     }
 }
 
 /// Starts every member of `spec` concurrently (as separate processes would).
 pub async fn start_cluster(spec: &ClusterSpec) -> Vec<Node> {
     let starts = (0..spec.members.len()).map(|i| Node::start(spec.config(i)));
-    let nodes: Vec<Node> = futures::future::join_all(starts)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+    let nodes: Vec<Node> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
     wait_for_leader(&nodes, Duration::from_secs(10)).await;
     nodes
 }
@@ -83,11 +68,7 @@ pub async fn start_cluster(spec: &ClusterSpec) -> Vec<Node> {
 pub async fn wait_for_leader(nodes: &[Node], timeout: Duration) -> u64 {
     let deadline = Instant::now() + timeout;
     loop {
-        let leaders: Vec<Option<u64>> = nodes
-            .iter()
-            .filter(|n| n.is_running())
-            .map(|n| n.leader())
-            .collect();
+        let leaders: Vec<Option<u64>> = nodes.iter().filter(|n| n.is_running()).map(|n| n.leader()).collect();
         if let Some(Some(l)) = leaders.first() {
             let agreed = leaders.iter().all(|x| *x == Some(*l));
             let alive = nodes.iter().any(|n| n.is_running() && n.id() == *l);
@@ -95,10 +76,7 @@ pub async fn wait_for_leader(nodes: &[Node], timeout: Duration) -> u64 {
                 return *l;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no agreed leader within {timeout:?}: {leaders:?}"
-        );
+        assert!(Instant::now() < deadline, "no agreed leader within {timeout:?}: {leaders:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
