@@ -97,3 +97,4 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
 pub fn single_config(dir: &Path, name: &str) -> NodeConfig {
     fast(NodeConfig::new(name, dir.join(name), addr()))
 }
+pub mod linearizability;
