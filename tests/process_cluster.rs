@@ -89,7 +89,7 @@ async fn client_loop(client: Node, id: usize, history: Arc<History>, until: Inst
     while Instant::now() < until {
         n += 1;
         let key = format!("reg{}", n % 3);
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let value = format!("c{id}-{n}").into_bytes();
             let call = history.now();
             let result = client.put(PutRequest::new(key.clone(), value.clone())).await;
