@@ -1,0 +1,254 @@
+//! In-process API benchmark: `cargo bench --bench core [-- --quick]`.
+//!
+//! 8-byte keys, 256-byte values, real data dirs in the system temp dir, clusters on
+//! 127.0.0.1. Prints a Markdown table (the source of docs/benchmarks.md).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quorumkv::{Bootstrap, Node, NodeConfig, PutRequest, RangeRequest};
+
+const VALUE_BYTES: usize = 256;
+
+fn key(i: u64) -> Vec<u8> {
+    (i % 100_000_000).to_be_bytes().to_vec() // 8 bytes
+}
+
+fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Median time of one 256-byte write + fdatasync on the bench's disk.
+fn fdatasync_time(dir: &std::path::Path) -> Duration {
+    let mut f = std::fs::File::create(dir.join("fsync-probe")).unwrap();
+    let buf = [7u8; VALUE_BYTES];
+    let mut times = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        f.write_all(&buf).unwrap();
+        f.sync_data().unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    percentile(&times, 0.5)
+}
+
+async fn cluster(dir: &std::path::Path, n: usize) -> Vec<Node> {
+    let members: Vec<(String, String)> = (1..=n).map(|i| (format!("b{i}"), free_addr())).collect();
+    let starts = (0..n).map(|i| {
+        let (name, addr) = &members[i];
+        let mut c = NodeConfig::new(name.clone(), dir.join(name), addr.clone());
+        c.bootstrap = if n == 1 { Bootstrap::Single } else { Bootstrap::InitialCluster(members.clone()) };
+        c.snapshot_threshold_entries = 100_000;
+        Node::start(c)
+    });
+    let nodes: Vec<Node> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes.iter().all(|x| x.leader().is_some() && x.leader() == nodes[0].leader()) {
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nodes
+}
+
+fn leader(nodes: &[Node]) -> Node {
+    let id = nodes[0].leader().unwrap();
+    nodes.iter().find(|n| n.id() == id).unwrap().clone()
+}
+
+async fn stop(nodes: Vec<Node>) {
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+async fn sequential_puts(node: &Node, count: u64) -> Vec<Duration> {
+    let value = vec![1u8; VALUE_BYTES];
+    let mut lat = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let t = Instant::now();
+        node.put(PutRequest::new(key(i), value.clone())).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    lat
+}
+
+async fn concurrent_puts(node: &Node, writers: u64, secs: f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (node, stop, done) = (node.clone(), stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let value = vec![2u8; VALUE_BYTES];
+                let mut i = w * 1_000_000;
+                while !stop.load(Ordering::Relaxed) {
+                    node.put(PutRequest::new(key(i), value.clone())).await.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed) as f64;
+    let elapsed = t.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n / elapsed
+}
+
+fn serializable_gets(node: &Node, keys: u64, secs: f64) -> f64 {
+    let t = Instant::now();
+    let mut n = 0u64;
+    let mut req = RangeRequest::key(key(0));
+    while t.elapsed().as_secs_f64() < secs {
+        for _ in 0..1000 {
+            req.key = key(n % keys);
+            let r = node.range_local(&req).unwrap();
+            std::hint::black_box(r);
+            n += 1;
+        }
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+async fn linearizable_gets(node: &Node, readers: u64, keys: u64, secs: f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..readers)
+        .map(|r| {
+            let (node, stop, done) = (node.clone(), stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = r;
+                while !stop.load(Ordering::Relaxed) {
+                    node.range(RangeRequest::key(key(i % keys))).await.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 7;
+                }
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n
+}
+
+fn proc_stat(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    (rss_kib, ticks)
+}
+
+/// Idle RSS of one single-node process, and idle CPU of a 3-process cluster.
+fn idle_processes(dir: &std::path::Path, watch_secs: u64) -> (u64, f64) {
+    let bin = env!("CARGO_BIN_EXE_quorumkv");
+    let spawn = |name: &str, addr: &str, extra: &[String]| {
+        Command::new(bin)
+            .args(["--name", name, "--peer-addr", addr, "--log-level", "error"])
+            .arg("--data-dir")
+            .arg(dir.join(format!("idle-{name}")))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut single = spawn("solo", &free_addr(), &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss_kib, _) = proc_stat(single.id());
+    let _ = single.kill();
+    let _ = single.wait();
+    let members: Vec<(String, String)> = (1..=3).map(|i| (format!("i{i}"), free_addr())).collect();
+    let list = members.iter().map(|(n, a)| format!("{n}={a}")).collect::<Vec<_>>().join(",");
+    let mut procs: Vec<_> =
+        members.iter().map(|(n, a)| spawn(n, a, &["--initial-cluster".into(), list.clone()])).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let before: u64 = procs.iter().map(|p| proc_stat(p.id()).1).sum();
+    std::thread::sleep(Duration::from_secs(watch_secs));
+    let after: u64 = procs.iter().map(|p| proc_stat(p.id()).1).sum();
+    for p in &mut procs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    let cpu_percent = (after - before) as f64 / ticks_per_sec / watch_secs as f64 * 100.0;
+    (rss_kib, cpu_percent)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let secs = if quick { 1.0 } else { 3.0 };
+    let seq = if quick { 300 } else { 2000 };
+    let dir = tempfile::tempdir_in(std::env::var_os("QKV_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()))
+        .unwrap();
+    println!("| measurement | result |\n|---|---|");
+    let fsync = fdatasync_time(dir.path());
+    println!("| fdatasync of 256 B on this disk, median | {} |", ms(fsync));
+
+    for n in [1usize, 3] {
+        let sub = dir.path().join(format!("c{n}"));
+        let nodes = cluster(&sub, n).await;
+        let l = leader(&nodes);
+        let lat = sequential_puts(&l, seq).await;
+        let p50 = percentile(&lat, 0.5);
+        println!(
+            "| {n} node(s): sequential put latency p50 / p99 | {} / {} ({:.1}x one fdatasync) |",
+            ms(p50),
+            ms(percentile(&lat, 0.99)),
+            p50.as_secs_f64() / fsync.as_secs_f64()
+        );
+        for writers in [1u64, 16, 64] {
+            let ops = concurrent_puts(&l, writers, secs).await;
+            println!("| {n} node(s): puts/s with {writers} writers | {ops:.0} |");
+        }
+        if n == 1 {
+            let gets = serializable_gets(&l, seq, secs);
+            println!("| serializable get, one thread | {gets:.0}/s |");
+        }
+        let lin = linearizable_gets(&l, 16, seq, secs).await;
+        println!("| {n} node(s): linearizable get, 16 readers | {lin:.0}/s |");
+        let s = l.status().unwrap();
+        println!(
+            "| {n} node(s): log fsyncs / appends during the run | {} / {} |",
+            s.fsync_count, s.log_appends
+        );
+        stop(nodes).await;
+    }
+    let (rss_kib, cpu) = idle_processes(dir.path(), if quick { 3 } else { 10 });
+    println!("| idle single-node process RSS | {:.1} MiB |", rss_kib as f64 / 1024.0);
+    println!("| idle 3-node cluster (3 processes) CPU | {cpu:.2} % of one core |");
+}
