@@ -213,8 +213,23 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let secs = if quick { 1.0 } else { 3.0 };
     let seq = if quick { 300 } else { 2000 };
-    let dir = tempfile::tempdir_in(std::env::var_os("QKV_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()))
-        .unwrap();
+    let dir =
+        tempfile::tempdir_in(std::env::var_os("QKV_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into())).unwrap();
+    if std::env::args().any(|a| a == "--profile-puts") {
+        // A steady 3-node, 64-writer put load to run under a profiler.
+        let nodes = cluster(dir.path(), 3).await;
+        let ops = concurrent_puts(&leader(&nodes), 64, 8.0).await;
+        println!("3 nodes, 64 writers: {ops:.0} puts/s");
+        for n in &nodes {
+            let s = n.status().unwrap();
+            println!(
+                "{}: leader={} fsyncs={} appends={} entries={}",
+                s.name, s.is_leader, s.fsync_count, s.log_appends, s.log_entries
+            );
+        }
+        stop(nodes).await;
+        return;
+    }
     println!("| measurement | result |\n|---|---|");
     let fsync = fdatasync_time(dir.path());
     println!("| fdatasync of 256 B on this disk, median | {} |", ms(fsync));
@@ -242,10 +257,7 @@ async fn main() {
         let lin = linearizable_gets(&l, 16, seq, secs).await;
         println!("| {n} node(s): linearizable get, 16 readers | {lin:.0}/s |");
         let s = l.status().unwrap();
-        println!(
-            "| {n} node(s): log fsyncs / appends during the run | {} / {} |",
-            s.fsync_count, s.log_appends
-        );
+        println!("| {n} node(s): log fsyncs / appends during the run | {} / {} |", s.fsync_count, s.log_appends);
         stop(nodes).await;
     }
     let (rss_kib, cpu) = idle_processes(dir.path(), if quick { 3 } else { 10 });

@@ -38,7 +38,8 @@ async fn main() -> quorumkv::Result<()> {
     let members: Vec<(String, String)> = (1..=3).map(|i| (format!("node{i}"), free_addr())).collect();
     let config = |i: usize| {
         let (name, addr) = &members[i];
-        NodeConfig::new(name.clone(), base.join(name), addr.clone()).bootstrap(Bootstrap::InitialCluster(members.clone()))
+        NodeConfig::new(name.clone(), base.join(name), addr.clone())
+            .bootstrap(Bootstrap::InitialCluster(members.clone()))
     };
     println!("starting 3 nodes under {}", base.display());
     let started = futures::future::join_all((0..3).map(|i| Node::start(config(i)))).await;

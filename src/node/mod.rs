@@ -68,6 +68,8 @@ pub struct NodeStatus {
     pub fsync_total_us: u64,
     /// Raft log appends acknowledged (each covers one or more entries).
     pub log_appends: u64,
+    /// Raft log entries appended.
+    pub log_entries: u64,
     /// Set when Raft stopped on an unrecoverable error (a failed fsync, a full disk):
     /// the node takes no more writes until restarted.
     pub fatal_error: Option<String>,
@@ -97,6 +99,7 @@ pub(crate) struct Running {
     db: Database,
     _identity_ks: Keyspace,
     server_stop: Option<oneshot::Sender<()>>,
+    peer_service: PeerService,
     server_task: Option<tokio::task::JoinHandle<()>>,
     watcher_task: tokio::task::JoinHandle<()>,
     _lock: datadir::DataDirLock,
@@ -223,6 +226,9 @@ impl Node {
             max_in_snapshot_log_to_keep: cfg.snapshot_logs_to_keep,
             install_snapshot_timeout: 60_000,
             enable_pre_vote: Some(true),
+            // Replicate entries while the leader's own fsync runs: commit then costs about
+            // one fsync instead of two in a row.
+            broadcast_submitted_on_append: Some(true),
             ..Default::default()
         }
         .validate()
@@ -244,12 +250,13 @@ impl Node {
                 return Err(e);
             }
         };
-        let service = PeerService {
-            raft: raft.clone(),
-            state_machine: sm,
-            cluster_id: self.inner.cluster_id.clone(),
-            forward: Arc::new(forward::Handler { node: Arc::downgrade(&self.inner) }),
-        };
+        let service = PeerService::new(
+            raft.clone(),
+            sm,
+            self.inner.cluster_id.clone(),
+            Arc::new(forward::Handler { node: Arc::downgrade(&self.inner) }),
+        );
+        let peer_service = service.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let server = tonic::transport::Server::builder()
@@ -271,6 +278,7 @@ impl Node {
             db,
             _identity_ks: identity_ks,
             server_stop: Some(stop_tx),
+            peer_service,
             server_task: Some(server_task),
             watcher_task,
             _lock: lock,
@@ -398,6 +406,7 @@ impl Node {
             fsync_count: self.inner.fsync.count.load(Ordering::Relaxed),
             fsync_total_us: self.inner.fsync.total_us.load(Ordering::Relaxed),
             log_appends: self.inner.fsync.appends.load(Ordering::Relaxed),
+            log_entries: self.inner.fsync.entries.load(Ordering::Relaxed),
         })
     }
 
@@ -430,6 +439,7 @@ impl Node {
             self.transfer_leadership(&running).await;
         }
         self.inner.stopped.store(true, Ordering::Release);
+        running.peer_service.detach();
         let _ = running.raft.shutdown().await;
         running.log_store.shutdown();
         running.watcher_task.abort();
@@ -450,9 +460,12 @@ impl Node {
             if let Some(tx) = r.server_stop.take() {
                 let _ = tx.send(());
             }
-            if let Some(task) = r.server_task.take() {
-                if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
-                    tracing::warn!("peer server did not stop in time");
+            if let Some(mut task) = r.server_task.take() {
+                // Peers keep replication streams open; give in-flight calls a moment,
+                // then close every connection so the port is free at once.
+                if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+                    task.abort();
+                    let _ = task.await;
                 }
             }
         }

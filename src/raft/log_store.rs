@@ -37,6 +37,8 @@ pub struct FsyncStats {
     pub total_us: AtomicU64,
     /// Number of appends acknowledged.
     pub appends: AtomicU64,
+    /// Number of log entries appended.
+    pub entries: AtomicU64,
 }
 
 struct Inner {
@@ -194,6 +196,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = self.inner.db.batch();
         for entry in entries {
+            self.inner.stats.entries.fetch_add(1, Ordering::Relaxed);
             batch.insert(&self.inner.log, index_key(entry.index()).to_vec(), encode(&entry));
         }
         batch.commit().map_err(io_err)?;

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use openraft::base::BoxFuture;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -110,6 +111,23 @@ fn network_err<E: std::fmt::Display>(e: E) -> RPCError<TypeConfig> {
     RPCError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
 }
 
+fn status_error(s: Status) -> RPCError<TypeConfig> {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => unreachable(s),
+        _ => network_err(s),
+    }
+}
+
+fn remote_error(e: Error) -> RPCError<TypeConfig> {
+    match e {
+        Error::Stopped | Error::ClusterMismatch { .. } => unreachable(e),
+        e => network_err(e),
+    }
+}
+
+type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
+type AppendResultStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;
+
 impl PeerConnection {
     /// The client for the target's current address (reconnecting if it moved).
     fn client(&mut self) -> Option<PeerClient<Channel>> {
@@ -143,15 +161,9 @@ impl PeerConnection {
         let reply = tokio::time::timeout(option.hard_ttl(), f(client, env))
             .await
             .map_err(|_| unreachable(format!("rpc to node {} timed out", self.target)))?
-            .map_err(|s| match s.code() {
-                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => unreachable(s),
-                _ => network_err(s),
-            })?;
+            .map_err(status_error)?;
         let result: Result<Resp, Error> = decode(&reply.into_inner().payload, "peer reply").map_err(network_err)?;
-        result.map_err(|e| match e {
-            Error::Stopped | Error::ClusterMismatch { .. } => unreachable(e),
-            e => network_err(e),
-        })
+        result.map_err(remote_error)
     }
 }
 
@@ -164,6 +176,34 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(&rpc, &option, |mut c, env| async move { c.append_entries(env).await }).await
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        _option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + openraft::OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let mut client =
+                self.client().ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
+            let cluster_id = self.cluster_id.clone();
+            let requests = input
+                .map(move |r| Envelope { cluster_id: cluster_id.load(Ordering::Acquire), payload: encode(&r).into() });
+            let responses = client.stream_append(requests).await.map_err(status_error)?.into_inner();
+            let results = responses.map(|item| {
+                let env = item.map_err(status_error)?;
+                let result: Result<StreamAppendResult<TypeConfig>, Error> =
+                    decode(&env.payload, "stream append reply").map_err(network_err)?;
+                result.map_err(remote_error)
+            });
+            Ok(Box::pin(results) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(
@@ -257,15 +297,66 @@ pub(crate) trait ForwardHandler: Send + Sync + 'static {
     fn handle(&self, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>>;
 }
 
-/// The server side of the peer protocol.
+/// What the peer service reaches while its node runs.
+struct PeerParts {
+    raft: Raft,
+    state_machine: StateMachine,
+}
+
+/// The server side of the peer protocol. tonic clones it into every connection task,
+/// and those may outlive the node briefly: they reach Raft and storage only through
+/// `parts`, which [`PeerService::detach`] empties when the node stops, so no connection
+/// keeps the data dir open.
+#[derive(Clone)]
 pub(crate) struct PeerService {
-    pub raft: Raft,
-    pub state_machine: StateMachine,
-    pub cluster_id: ClusterId,
-    pub forward: Arc<dyn ForwardHandler>,
+    parts: Arc<std::sync::RwLock<Option<PeerParts>>>,
+    cluster_id: ClusterId,
+    forward: Arc<dyn ForwardHandler>,
+    /// Becomes `true` when the node stops; ends open replication streams.
+    stopping: tokio::sync::watch::Receiver<bool>,
+    stop_tx: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl PeerService {
+    pub fn new(
+        raft: Raft,
+        state_machine: StateMachine,
+        cluster_id: ClusterId,
+        forward: Arc<dyn ForwardHandler>,
+    ) -> Self {
+        let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+        PeerService {
+            parts: Arc::new(std::sync::RwLock::new(Some(PeerParts { raft, state_machine }))),
+            cluster_id,
+            forward,
+            stopping,
+            stop_tx: Arc::new(stop_tx),
+        }
+    }
+
+    /// Cuts the service off from Raft and storage and ends open streams.
+    pub fn detach(&self) {
+        self.parts.write().expect("peer parts").take();
+        let _ = self.stop_tx.send(true);
+    }
+
+    fn raft(&self) -> Result<Raft, Status> {
+        let parts = self.parts.read().expect("peer parts");
+        parts.as_ref().map(|p| p.raft.clone()).ok_or_else(|| Status::unavailable("node is stopped"))
+    }
+
+    fn state_machine(&self) -> Result<StateMachine, Status> {
+        let parts = self.parts.read().expect("peer parts");
+        parts.as_ref().map(|p| p.state_machine.clone()).ok_or_else(|| Status::unavailable("node is stopped"))
+    }
+
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopping.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
     pub fn into_server(self) -> PeerServer<Self> {
         PeerServer::new(self)
             .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
@@ -304,13 +395,45 @@ impl PeerService {
             return self.reply::<Resp>(Err(e));
         }
         let msg: Req = decode(&env.payload, "peer request").map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let result = f(self.raft.clone(), msg).await.map_err(|e| Error::Fatal(e.to_string()));
+        let result = f(self.raft()?, msg).await.map_err(|e| Error::Fatal(e.to_string()));
         self.reply(result)
     }
 }
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type StreamAppendStream = AppendResultStream;
+
+    async fn stream_append(
+        &self,
+        req: TonicRequest<Streaming<Envelope>>,
+    ) -> Result<TonicResponse<Self::StreamAppendStream>, Status> {
+        let incoming = req.into_inner();
+        let local = self.cluster_id.clone();
+        // Requests from another cluster (or undecodable) end the stream.
+        let requests = incoming.take_while(move |item| {
+            let ok = match item {
+                Ok(env) => {
+                    let l = local.load(Ordering::Acquire);
+                    env.cluster_id == 0 || l == 0 || env.cluster_id == l
+                }
+                Err(_) => false,
+            };
+            futures::future::ready(ok)
+        });
+        let requests = requests.filter_map(|item| {
+            futures::future::ready(
+                item.ok().and_then(|env| decode::<AppendEntriesRequest<TypeConfig>>(&env.payload, "append").ok()),
+            )
+        });
+        let cluster_id = self.cluster_id.clone();
+        let results = self.raft()?.stream_append(requests).take_until(self.stopped()).map(move |r| {
+            let r: Result<StreamAppendResult<TypeConfig>, Error> = r.map_err(|f| Error::Fatal(f.to_string()));
+            Ok(Envelope { cluster_id: cluster_id.load(Ordering::Acquire), payload: encode(&r).into() })
+        });
+        Ok(TonicResponse::new(Box::pin(results)))
+    }
+
     async fn append_entries(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
         self.raft_call(req, |raft, msg: AppendEntriesRequest<TypeConfig>| async move { raft.append_entries(msg).await })
             .await
@@ -343,14 +466,14 @@ impl Peer for PeerService {
         }
         let (vote, meta): (Vote, super::SnapshotMeta) =
             decode(&header.payload, "snapshot header").map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let path = self.state_machine.incoming_snapshot_path();
+        let path = self.state_machine()?.incoming_snapshot_path();
         let received = receive_snapshot(&path, first.data, &mut stream).await;
         if let Err(e) = received {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(Status::internal(format!("receiving snapshot failed: {e}")));
         }
         let snapshot = RaftSnapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
-        let result = self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| Error::Fatal(e.to_string()));
+        let result = self.raft()?.install_full_snapshot(vote, snapshot).await.map_err(|e| Error::Fatal(e.to_string()));
         let _ = tokio::fs::remove_file(&path).await; // Left over only if the install was refused.
         self.reply(result)
     }
