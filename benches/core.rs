@@ -215,6 +215,15 @@ async fn main() {
     let seq = if quick { 300 } else { 2000 };
     let dir =
         tempfile::tempdir_in(std::env::var_os("QKV_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into())).unwrap();
+    if std::env::args().any(|a| a == "--seq3") {
+        let nodes = cluster(dir.path(), 3).await;
+        let lat = sequential_puts(&leader(&nodes), 300).await;
+        println!("3 nodes sequential p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)));
+        let lin = linearizable_gets(&leader(&nodes), 16, 300, 1.0).await;
+        println!("3 nodes linearizable gets {lin:.0}/s");
+        stop(nodes).await;
+        return;
+    }
     if std::env::args().any(|a| a == "--profile-puts") {
         // A steady 3-node, 64-writer put load to run under a profiler.
         let nodes = cluster(dir.path(), 3).await;

@@ -111,7 +111,6 @@ struct Observed {
     term: AtomicU64,
     /// 0: no known leader.
     leader: AtomicU64,
-    applied_index: AtomicU64,
     members: RwLock<BTreeMap<u64, (MemberAddrs, bool)>>,
 }
 
@@ -258,7 +257,13 @@ impl Node {
         );
         let peer_service = service.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // The builder's tcp_nodelay does not reach sockets from a custom incoming stream;
+        // without it, small streamed replies wait for Nagle + delayed ACK (~40 ms).
+        let incoming = futures::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+            s.inspect(|sock| {
+                let _ = sock.set_nodelay(true);
+            })
+        });
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(service.into_server())
@@ -551,16 +556,18 @@ async fn initialize(raft: &Raft, members: BTreeMap<u64, MemberAddrs>) -> Result<
 }
 
 /// Mirrors Raft metrics into lock-free fields for the hot paths, until Raft stops.
+///
+/// It watches only the server metrics (vote, leader, membership), which change on
+/// elections and membership changes, not on every heartbeat, so an idle node sleeps.
 async fn watch_metrics(node: Weak<NodeInner>, raft: Raft) {
-    let mut rx = raft.metrics();
+    let mut rx = raft.server_metrics();
     let mut membership_log = None;
     loop {
         {
             let Some(inner) = node.upgrade() else { return };
             let m = rx.borrow_watched().clone();
-            inner.observed.term.store(m.current_term, Ordering::Release);
+            inner.observed.term.store(m.vote.leader_id.term, Ordering::Release);
             inner.observed.leader.store(m.current_leader.unwrap_or(0), Ordering::Release);
-            inner.observed.applied_index.store(m.last_applied.map_or(0, |l| l.index), Ordering::Release);
             let log_id = *m.membership_config.log_id();
             if membership_log != Some(log_id) {
                 membership_log = Some(log_id);
@@ -578,9 +585,6 @@ async fn watch_metrics(node: Weak<NodeInner>, raft: Raft) {
                 }
                 *inner.observed.members.write().expect("members lock") = map;
                 inner.peers.clear();
-            }
-            if let Err(e) = &m.running_state {
-                tracing::error!(error = %e, "raft stopped with a fatal error; the node takes no more writes");
             }
         }
         if rx.changed().await.is_err() {

@@ -5,7 +5,6 @@
 
 use openraft::type_config::async_runtime::WatchReceiver;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -193,7 +192,9 @@ impl Node {
     }
 
     pub(crate) fn applied_index(&self) -> u64 {
-        self.inner.observed.applied_index.load(Ordering::Acquire)
+        let Ok(running) = self.running() else { return 0 };
+        let applied = running.raft.data_metrics().borrow_watched().last_applied;
+        applied.map_or(0, |l| l.index)
     }
 }
 
