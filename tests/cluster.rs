@@ -143,7 +143,10 @@ async fn join_through_any_member_then_remove() {
         .bootstrap(Bootstrap::Join(vec![spec.members[0].1.clone()]));
     let n5 = Node::start(lcfg).await.unwrap();
     assert!(n5.status().unwrap().is_learner);
-    assert!(nodes[1].members().unwrap().iter().any(|m| m.id == n5.id() && m.is_learner));
+    eventually("every member lists n5 as a learner", Duration::from_secs(10), || {
+        nodes[1].members().unwrap().iter().any(|m| m.id == n5.id() && m.is_learner)
+    })
+    .await;
     assert_eq!(n5.get("from-n4").await.unwrap().unwrap().value, b"x", "a learner serves linearizable reads");
     // Remove both.
     nodes[2].remove_member(n5.id()).await.unwrap();

@@ -712,7 +712,6 @@ impl Applier<'_> {
         if tx.sub > 0 {
             self.revision = tx.revision;
             self.writes += tx.sub as usize;
-            self.batch.insert(&self.store.ks.meta, META_REVISION, encode(&self.revision));
         }
     }
 
@@ -733,6 +732,10 @@ impl Applier<'_> {
 
     /// Commits what is pending and starts a new batch.
     fn flush(&mut self) -> Result<()> {
+        if self.writes > 0 {
+            // Once per batch, not per command.
+            self.batch.insert(&self.store.ks.meta, META_REVISION, encode(&self.revision));
+        }
         let batch = std::mem::replace(&mut self.batch, self.store.db.batch());
         self.store.commit_batch(batch, self.revision, self.compact)?;
         self.overlay.clear();
