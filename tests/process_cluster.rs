@@ -124,6 +124,18 @@ async fn sigkilled_leaders_and_whole_cluster_lose_nothing_and_stay_linearizable(
     let client = Node::start(cfg).await.unwrap();
     assert!(client.status().unwrap().is_learner);
 
+    // A second process on a data dir in use is refused with a clear error.
+    let (name, _) = &cluster.members[0];
+    let second = Command::new(env!("CARGO_BIN_EXE_quorumkv"))
+        .args(["--name", name, "--peer-addr", &common::addr(), "--log-level", "error"])
+        .arg("--data-dir")
+        .arg(cluster.dir.path().join(name))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("locked by another quorumkv node"), "{stderr}");
+
     let history = Arc::new(History { start: Instant::now(), ops: Mutex::default(), acknowledged: Mutex::default() });
     let until = Instant::now() + Duration::from_secs(8);
     let workers: Vec<_> =
