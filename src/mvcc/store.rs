@@ -199,18 +199,7 @@ impl MvccStore {
     /// Serves a read-only transaction from the local state.
     pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse> {
         debug_assert!(req.is_read_only());
-        let view = self.read_view()?;
-        let succeeded = compares_hold(&view, &req.compare)?;
-        let ops = if succeeded { &req.success } else { &req.failure };
-        let mut responses = Vec::with_capacity(ops.len());
-        for op in ops {
-            responses.push(match op {
-                RequestOp::Range(r) => ResponseOp::Range(execute_range(&view, r)?),
-                RequestOp::Txn(t) => ResponseOp::Txn(self.txn_read_only_in(&view, t)?),
-                _ => return Err(Error::internal("write op in read-only txn")),
-            });
-        }
-        Ok(TxnResponse { header: header_at(view.revision), succeeded, responses })
+        self.txn_read_only_in(&self.read_view()?, req)
     }
 
     fn txn_read_only_in(&self, view: &SnapshotView<'_>, req: &TxnRequest) -> Result<TxnResponse> {
@@ -349,15 +338,20 @@ impl View for SnapshotView<'_> {
         if range.is_empty() {
             return Ok(());
         }
-        for g in self.snap.range(&self.store.ks.hist, range.hist_bounds()) {
-            let (k, v) = g.into_inner()?;
-            let (key, rev) = split_hist_key(&k)?;
-            if !f(&key, rev, &decode(&v, "hist")?) {
-                break;
-            }
-        }
-        Ok(())
+        visit_hist(self.snap.range(&self.store.ks.hist, range.hist_bounds()), f)
     }
+}
+
+/// Calls `f` with each decoded `hist` entry of `iter` until it returns `false`.
+fn visit_hist(iter: fjall::Iter, f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool) -> Result<()> {
+    for g in iter {
+        let (k, v) = g.into_inner()?;
+        let (key, rev) = split_hist_key(&k)?;
+        if !f(&key, rev, &decode(&v, "hist")?) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Visits the live keys of `range` as of `revision` (which must be readable).
@@ -613,14 +607,7 @@ impl View for Applier<'_> {
         if range.is_empty() {
             return Ok(());
         }
-        for g in self.store.ks.hist.range(range.hist_bounds()) {
-            let (k, v) = g.into_inner()?;
-            let (key, rev) = split_hist_key(&k)?;
-            if !f(&key, rev, &decode(&v, "hist")?) {
-                break;
-            }
-        }
-        Ok(())
+        visit_hist(self.store.ks.hist.range(range.hist_bounds()), f)
     }
 }
 
