@@ -9,7 +9,7 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{ChangeMembers, ReadPolicy};
+use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
 use super::datadir::{self, Identity};
@@ -127,14 +127,7 @@ impl Node {
                     Ok(ForwardReply::Write(resp.data))
                 }
                 ForwardRequest::ReadIndex => {
-                    let lin = raft.get_read_linearizer(ReadPolicy::ReadIndex).await.map_err(|e| match e {
-                        RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(f)) => {
-                            Error::NotLeader { leader: f.leader_id }
-                        }
-                        RaftError::APIError(_) => Error::NoLeader,
-                        RaftError::Fatal(f) => Error::Fatal(f.to_string()),
-                    })?;
-                    Ok(ForwardReply::ReadIndex(lin.read_log_id().index()))
+                    Ok(ForwardReply::ReadIndex(self.inner.read_index.read_index(&raft).await?))
                 }
                 ForwardRequest::Join { id, addrs, learner, cluster_id } => {
                     self.join_as_leader(id, addrs, learner, cluster_id).await

@@ -9,6 +9,7 @@ mod config;
 mod datadir;
 mod forward;
 mod kv;
+mod read_index;
 mod routing;
 
 use openraft::type_config::async_runtime::WatchReceiver;
@@ -125,6 +126,7 @@ pub(crate) struct NodeInner {
     fsync: Arc<FsyncStats>,
     peers: routing::PeerClients,
     addresses: AddressBook,
+    read_index: Arc<read_index::ReadIndexBatcher>,
 }
 
 /// A handle to a running (or stopped) node. Cloning is cheap; all clones are the same node.
@@ -198,6 +200,7 @@ impl Node {
             fsync: Arc::new(FsyncStats::default()),
             peers: routing::PeerClients::default(),
             addresses: AddressBook::default(),
+            read_index: Arc::default(),
             config,
         });
         let node = Node { inner };
