@@ -22,6 +22,7 @@ pub(crate) struct LiveRecord {
     pub mod_revision: i64,
     pub version: i64,
     pub lease: i64,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
@@ -50,6 +51,7 @@ pub(crate) struct HistLive {
     pub create_revision: i64,
     pub version: i64,
     pub lease: i64,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
     /// The key; never empty.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// Revision of the last creation of this key.
     pub create_revision: i64,
@@ -17,6 +18,7 @@ pub struct KeyValue {
     /// Number of modifications since creation (1 after creation; reset on delete).
     pub version: i64,
     /// The value (empty with `keys_only`).
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Attached lease id, 0 for none.
     pub lease: i64,
@@ -71,8 +73,10 @@ pub enum SortTarget {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeRequest {
     /// First key (inclusive).
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// End of the range (exclusive); see the type docs.
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     /// Maximum number of keys returned; 0 is no limit. `more` tells whether keys were cut.
     pub limit: i64,
@@ -153,8 +157,10 @@ pub struct RangeResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutRequest {
     /// The key; must not be empty.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Lease to attach, 0 for none.
     pub lease: i64,
@@ -186,8 +192,10 @@ pub struct PutResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteRangeRequest {
     /// First key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// End of the range; see [`RangeRequest`].
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     /// Return the deleted key-values.
     pub prev_kv: bool,
@@ -240,7 +248,7 @@ pub enum CompareTarget {
     /// The key's mod revision (0 when absent).
     Mod(i64),
     /// The key's value (a compare on an absent key is false).
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The key's lease (0 when absent or none).
     Lease(i64),
 }
@@ -254,8 +262,10 @@ pub struct Compare {
     /// The target and its operand.
     pub target: CompareTarget,
     /// The key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// End of the range; see [`RangeRequest`].
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
 }
 
