@@ -173,7 +173,7 @@ fn proc_stat(pid: u32) -> (u64, u64) {
 }
 
 /// Idle RSS of one single-node process, and idle CPU of a 3-process cluster.
-fn idle_processes(dir: &std::path::Path, watch_secs: u64) -> (u64, f64) {
+fn idle_processes(dir: &std::path::Path, watch_secs: u64) -> (u64, f64, f64) {
     let bin = env!("CARGO_BIN_EXE_quorumkv");
     let spawn = |name: &str, addr: &str, extra: &[String]| {
         Command::new(bin)
@@ -199,13 +199,20 @@ fn idle_processes(dir: &std::path::Path, watch_secs: u64) -> (u64, f64) {
     let before: u64 = procs.iter().map(|p| proc_stat(p.id()).1).sum();
     std::thread::sleep(Duration::from_secs(watch_secs));
     let after: u64 = procs.iter().map(|p| proc_stat(p.id()).1).sum();
+    // Then with one member down: the survivors must not spin reconnecting.
+    let _ = procs[2].kill();
+    let _ = procs[2].wait();
+    std::thread::sleep(Duration::from_secs(2));
+    let before_down: u64 = procs[..2].iter().map(|p| proc_stat(p.id()).1).sum();
+    std::thread::sleep(Duration::from_secs(watch_secs));
+    let after_down: u64 = procs[..2].iter().map(|p| proc_stat(p.id()).1).sum();
     for p in &mut procs {
         let _ = p.kill();
         let _ = p.wait();
     }
     let ticks_per_sec = 100.0; // USER_HZ on Linux
-    let cpu_percent = (after - before) as f64 / ticks_per_sec / watch_secs as f64 * 100.0;
-    (rss_kib, cpu_percent)
+    let percent = |ticks: u64| ticks as f64 / ticks_per_sec / watch_secs as f64 * 100.0;
+    (rss_kib, percent(after - before), percent(after_down - before_down))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +276,8 @@ async fn main() {
         println!("| {n} node(s): log fsyncs / appends during the run | {} / {} |", s.fsync_count, s.log_appends);
         stop(nodes).await;
     }
-    let (rss_kib, cpu) = idle_processes(dir.path(), if quick { 3 } else { 10 });
+    let (rss_kib, cpu, cpu_one_down) = idle_processes(dir.path(), if quick { 3 } else { 10 });
     println!("| idle single-node process RSS | {:.1} MiB |", rss_kib as f64 / 1024.0);
     println!("| idle 3-node cluster (3 processes) CPU | {cpu:.2} % of one core |");
+    println!("| idle cluster with one of 3 members down: the 2 survivors' CPU | {cpu_one_down:.2} % of one core |");
 }

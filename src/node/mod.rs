@@ -29,7 +29,7 @@ pub use forward::Member;
 use crate::error::{Error, Result};
 use crate::mvcc::{MvccStore, ResponseHeader};
 use crate::raft::log_store::{FsyncStats, LogStore};
-use crate::raft::network::{AddressBook, ClusterId, NetworkFactory, PeerService};
+use crate::raft::network::{AddressBook, ClusterId, NetworkFactory, PeerClients, PeerService};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{MemberAddrs, Raft};
 use datadir::Identity;
@@ -124,7 +124,7 @@ pub(crate) struct NodeInner {
     stopped: AtomicBool,
     observed: Observed,
     fsync: Arc<FsyncStats>,
-    peers: routing::PeerClients,
+    peers: Arc<PeerClients>,
     addresses: AddressBook,
     read_index: Arc<read_index::ReadIndexBatcher>,
 }
@@ -198,7 +198,7 @@ impl Node {
             stopped: AtomicBool::new(false),
             observed: Observed::default(),
             fsync: Arc::new(FsyncStats::default()),
-            peers: routing::PeerClients::default(),
+            peers: Arc::default(),
             addresses: AddressBook::default(),
             read_index: Arc::default(),
             config,
@@ -235,8 +235,11 @@ impl Node {
         }
         .validate()
         .map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        let network =
-            NetworkFactory { cluster_id: self.inner.cluster_id.clone(), addresses: self.inner.addresses.clone() };
+        let network = NetworkFactory {
+            cluster_id: self.inner.cluster_id.clone(),
+            addresses: self.inner.addresses.clone(),
+            channels: self.inner.peers.clone(),
+        };
         let raft = Raft::new(self.inner.member_id, Arc::new(raft_config), network, log_store.clone(), sm.clone())
             .await
             .map_err(|e| Error::Fatal(e.to_string()))?;

@@ -4,17 +4,13 @@
 //! module carries forwarded requests over the peer transport.
 
 use openraft::type_config::async_runtime::WatchReceiver;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use tonic::transport::Channel;
 
 use super::forward::{ForwardReply, ForwardRequest};
 use super::Node;
 use crate::error::{Error, Result};
 use crate::raft::codec::{decode, encode};
-use crate::raft::network::{pb, peer_channel, peer_client};
+use crate::raft::network::{pb, peer_client};
 
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,28 +32,6 @@ pub(crate) fn route(me: u64, leader: Option<u64>, deadline_passed: bool) -> Rout
         Some(l) => Route::Forward(l),
         None if deadline_passed => Route::NoLeader,
         None => Route::Wait,
-    }
-}
-
-/// One reusable channel per peer address.
-#[derive(Default)]
-pub(crate) struct PeerClients {
-    channels: Mutex<HashMap<String, Channel>>,
-}
-
-impl PeerClients {
-    pub fn get(&self, addr: &str) -> Result<Channel> {
-        let mut map = self.channels.lock().expect("peer clients lock");
-        if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = peer_channel(addr)?;
-        map.insert(addr.to_string(), c.clone());
-        Ok(c)
-    }
-
-    pub fn clear(&self) {
-        self.channels.lock().expect("peer clients lock").clear();
     }
 }
 

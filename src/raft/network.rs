@@ -6,10 +6,11 @@
 //! from the snapshot file, and are written to a file on the receiving side: neither side
 //! holds a snapshot in memory.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -66,6 +67,28 @@ pub(crate) fn peer_client(channel: Channel) -> PeerClient<Channel> {
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
 }
 
+/// One reusable channel per peer address.
+#[derive(Default)]
+pub(crate) struct PeerClients {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl PeerClients {
+    pub fn get(&self, addr: &str) -> Result<Channel, Error> {
+        let mut map = self.channels.lock().expect("peer clients lock");
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = peer_channel(addr)?;
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub fn clear(&self) {
+        self.channels.lock().expect("peer clients lock").clear();
+    }
+}
+
 /// Current peer address of every member, kept up to date from the membership, so a
 /// member that moved is reached at its new address by connections made before the move.
 pub(crate) type AddressBook = Arc<std::sync::RwLock<std::collections::BTreeMap<u64, String>>>;
@@ -75,6 +98,8 @@ pub(crate) type AddressBook = Arc<std::sync::RwLock<std::collections::BTreeMap<u
 pub(crate) struct NetworkFactory {
     pub cluster_id: ClusterId,
     pub addresses: AddressBook,
+    /// Shared with the node: one HTTP/2 connection per peer for every RPC and stream.
+    pub channels: Arc<PeerClients>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -89,6 +114,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client: None,
             cluster_id: self.cluster_id.clone(),
             addresses: self.addresses.clone(),
+            channels: self.channels.clone(),
+            stream_backoff: Duration::ZERO,
         }
     }
 }
@@ -101,7 +128,15 @@ pub(crate) struct PeerConnection {
     client: Option<PeerClient<Channel>>,
     cluster_id: ClusterId,
     addresses: AddressBook,
+    channels: Arc<PeerClients>,
+    /// Wait before opening the next replication stream after a failed one. openraft
+    /// retries opening a stream at once when it fails, which against a dead peer is a
+    /// busy loop of connection attempts (thousands per second); this bounds it.
+    stream_backoff: Duration,
 }
+
+const STREAM_BACKOFF_MIN: Duration = Duration::from_millis(20);
+const STREAM_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 fn unreachable<E: std::fmt::Display>(e: E) -> RPCError<TypeConfig> {
     RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.to_string())))
@@ -134,7 +169,7 @@ impl PeerConnection {
         let current = self.addresses.read().expect("address book").get(&self.target).cloned();
         let current = current?;
         if current != self.addr || self.client.is_none() {
-            self.client = peer_channel(&current).ok().map(peer_client);
+            self.client = self.channels.get(&current).ok().map(peer_client);
             self.addr = current;
         }
         self.client.clone()
@@ -190,12 +225,24 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + openraft::OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
+            if !self.stream_backoff.is_zero() {
+                tokio::time::sleep(self.stream_backoff).await;
+            }
             let mut client =
                 self.client().ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
             let cluster_id = self.cluster_id.clone();
             let requests = input
                 .map(move |r| Envelope { cluster_id: cluster_id.load(Ordering::Acquire), payload: encode(&r).into() });
-            let responses = client.stream_append(requests).await.map_err(status_error)?.into_inner();
+            let responses = match client.stream_append(requests).await {
+                Ok(r) => {
+                    self.stream_backoff = Duration::ZERO;
+                    r.into_inner()
+                }
+                Err(status) => {
+                    self.stream_backoff = (self.stream_backoff * 2).clamp(STREAM_BACKOFF_MIN, STREAM_BACKOFF_MAX);
+                    return Err(status_error(status));
+                }
+            };
             let results = responses.map(|item| {
                 let env = item.map_err(status_error)?;
                 let result: Result<StreamAppendResult<TypeConfig>, Error> =
