@@ -88,17 +88,21 @@ async fn sequential_puts(node: &Node, count: u64) -> Vec<Duration> {
     lat
 }
 
-async fn concurrent_puts(node: &Node, writers: u64, secs: f64) -> f64 {
+/// Runs `workers` tasks calling `op(node, worker, i)` for `secs`; returns operations/s.
+async fn closed_loop<F, Fut>(node: &Node, workers: u64, secs: f64, op: F) -> f64
+where
+    F: Fn(Node, u64, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..writers)
+    let tasks: Vec<_> = (0..workers)
         .map(|w| {
-            let (node, stop, done) = (node.clone(), stop.clone(), done.clone());
+            let (node, stop, done, op) = (node.clone(), stop.clone(), done.clone(), op.clone());
             tokio::spawn(async move {
-                let value = vec![2u8; VALUE_BYTES];
-                let mut i = w * 1_000_000;
+                let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    node.put(PutRequest::new(key(i), value.clone())).await.unwrap();
+                    op(node.clone(), w, i).await;
                     done.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 }
@@ -108,12 +112,18 @@ async fn concurrent_puts(node: &Node, writers: u64, secs: f64) -> f64 {
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     stop.store(true, Ordering::Relaxed);
-    let n = done.load(Ordering::Relaxed) as f64;
-    let elapsed = t.elapsed().as_secs_f64();
+    let rate = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
     for t in tasks {
         t.await.unwrap();
     }
-    n / elapsed
+    rate
+}
+
+async fn concurrent_puts(node: &Node, writers: u64, secs: f64) -> f64 {
+    closed_loop(node, writers, secs, |node, w, i| async move {
+        node.put(PutRequest::new(key(w * 1_000_000 + i), vec![2u8; VALUE_BYTES])).await.unwrap();
+    })
+    .await
 }
 
 fn serializable_gets(node: &Node, keys: u64, secs: f64) -> f64 {
@@ -132,29 +142,10 @@ fn serializable_gets(node: &Node, keys: u64, secs: f64) -> f64 {
 }
 
 async fn linearizable_gets(node: &Node, readers: u64, keys: u64, secs: f64) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..readers)
-        .map(|r| {
-            let (node, stop, done) = (node.clone(), stop.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = r;
-                while !stop.load(Ordering::Relaxed) {
-                    node.range(RangeRequest::key(key(i % keys))).await.unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
-                    i += 7;
-                }
-            })
-        })
-        .collect();
-    let t = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let n = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    n
+    closed_loop(node, readers, secs, move |node, r, i| async move {
+        node.range(RangeRequest::key(key((r + 7 * i) % keys))).await.unwrap();
+    })
+    .await
 }
 
 fn proc_stat(pid: u32) -> (u64, u64) {
