@@ -88,6 +88,12 @@ async fn range_options() {
     assert_eq!((keys(&limited), limited.count, limited.more), (vec!["a".into(), "b".into()], 6, true));
     let counted = n.range(RangeRequest { count_only: true, ..RangeRequest::range("a", "\0") }).await.unwrap();
     assert_eq!((counted.kvs.len(), counted.count), (0, 6));
+    for limit in [-1, 0, 1] {
+        let one = n.range(RangeRequest { limit, ..RangeRequest::key("a") }).await.unwrap();
+        assert_eq!((one.kvs.len(), one.count, one.more), (1, 1, false), "limit {limit}: negative is no limit");
+    }
+    let none = n.range(RangeRequest { limit: -1, ..RangeRequest::range("a", "\0") }).await.unwrap();
+    assert_eq!((none.kvs.len(), none.more), (6, false));
     let ko = n.range(RangeRequest { keys_only: true, ..RangeRequest::key("a") }).await.unwrap();
     assert!(ko.kvs[0].value.is_empty() && ko.kvs[0].version == 1);
     let by_value =

@@ -188,8 +188,8 @@ impl MvccStore {
         if let Some(v) = value {
             let rec: LiveRecord = decode(&v, "kv")?;
             resp.count = 1;
-            let passes = filters_pass(req, &rec);
-            if passes && req.limit >= 0 {
+            // One key: any limit (negative means none) keeps it.
+            if filters_pass(req, &rec) {
                 resp.kvs.push(rec.to_key_value(&req.key, req.keys_only));
             }
         }
