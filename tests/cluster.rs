@@ -49,9 +49,7 @@ async fn any_node_takes_any_request_and_leader_stop_loses_nothing() {
     let restarted = Node::start(spec.config(li)).await.unwrap();
     assert_eq!(restarted.id(), leader);
     assert_eq!(restarted.get("after").await.unwrap().unwrap().value, b"stop");
-    for n in nodes.iter().chain([&restarted]) {
-        n.stop().await.unwrap();
-    }
+    stop_all(nodes.iter().chain([&restarted])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,9 +59,7 @@ async fn whole_cluster_restart_keeps_every_key() {
     for j in 0..100 {
         nodes[j % 3].put(PutRequest::new(format!("key{j:03}"), format!("{j}"))).await.unwrap();
     }
-    for n in &nodes {
-        n.stop().await.unwrap();
-    }
+    stop_all(&nodes).await;
     // Restart in reverse order; any order works.
     let mut restarted = Vec::new();
     for i in (0..3).rev() {
@@ -75,9 +71,7 @@ async fn whole_cluster_restart_keeps_every_key() {
         assert_eq!(r.count, 100);
         assert_eq!(r.kvs[42].value, b"42");
     }
-    for n in &restarted {
-        n.stop().await.unwrap();
-    }
+    stop_all(&restarted).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,8 +85,7 @@ async fn lagging_follower_catches_up_by_snapshot() {
             c
         })
         .collect();
-    let starts = configs.iter().cloned().map(Node::start);
-    let nodes: Vec<Node> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
+    let nodes = start_configs(configs.clone()).await;
     let leader = wait_for_leader(&nodes, Duration::from_secs(10)).await;
     let fi = (0..3).find(|i| nodes[*i].id() != leader).unwrap();
     nodes[fi].stop().await.unwrap();
@@ -116,9 +109,7 @@ async fn lagging_follower_catches_up_by_snapshot() {
     let leader_rev = live[0].status().unwrap().revision;
     assert_eq!(s.revision, leader_rev);
     follower.stop().await.unwrap();
-    for n in live {
-        n.stop().await.unwrap();
-    }
+    stop_all(live).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,9 +144,7 @@ async fn join_through_any_member_then_remove() {
     nodes[1].remove_member(n4.id()).await.unwrap();
     eventually("members back to 3", Duration::from_secs(10), || nodes[0].members().unwrap().len() == 3).await;
     assert_eq!(nodes[0].remove_member(12345).await, Err(Error::MemberNotFound));
-    for n in nodes.iter().chain([&n4, &n5]) {
-        n.stop().await.unwrap();
-    }
+    stop_all(nodes.iter().chain([&n4, &n5])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,9 +192,7 @@ async fn changed_peer_address_is_taken_as_the_new_one() {
     })
     .await;
     moved.stop().await.unwrap();
-    for n in others {
-        n.stop().await.unwrap();
-    }
+    stop_all(others).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,12 +202,7 @@ async fn without_a_quorum_requests_fail_after_the_timeout() {
     for c in &mut cfgs {
         c.request_timeout_ms = 800;
     }
-    let nodes: Vec<Node> = futures::future::join_all(cfgs.iter().cloned().map(Node::start))
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
-    wait_for_leader(&nodes, Duration::from_secs(10)).await;
+    let nodes = start_configs(cfgs).await;
     nodes[1].stop().await.unwrap();
     nodes[2].stop().await.unwrap();
     let t = Instant::now();
@@ -266,4 +248,41 @@ fn blocking_api_from_plain_threads() {
     assert_eq!(n.range_blocking(RangeRequest::prefix("t")).unwrap().count, 100);
     assert_eq!(n.get_blocking(b"t0-0".to_vec()).unwrap().unwrap().value, b"v");
     n.stop_blocking().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_added_before_they_start() {
+    let spec = ClusterSpec::new(3);
+    let nodes = start_cluster(&spec).await;
+    // etcd's add-then-start: a learner, then a voter.
+    let learner_cfg = NodeConfig { join_as_learner: true, ..single_config(spec.dir.path(), "l4") }
+        .bootstrap(Bootstrap::Join(vec![spec.members[1].1.clone()]));
+    let added = nodes[0].add_member("l4", &learner_cfg.peer_addr, true).await.unwrap();
+    assert!(added.is_learner);
+    assert_eq!(
+        nodes[2].add_member("l4", &learner_cfg.peer_addr, true).await.map(|_| ()),
+        Err(Error::PeerAddrExists),
+        "the same member twice"
+    );
+    let voter_cfg = single_config(spec.dir.path(), "v5").bootstrap(Bootstrap::Join(vec![spec.members[2].1.clone()]));
+    let voter = nodes[1].add_member("v5", &voter_cfg.peer_addr, false).await.unwrap();
+    assert!(!voter.is_learner);
+    eventually("both registered", Duration::from_secs(10), || {
+        let m = nodes[0].members().unwrap();
+        m.iter().any(|x| x.id == added.id && x.is_learner) && m.iter().any(|x| x.id == voter.id && !x.is_learner)
+    })
+    .await;
+    // The nodes start with the registered identities and keep their roles.
+    let l4 = Node::start(learner_cfg).await.unwrap();
+    let v5 = Node::start(voter_cfg).await.unwrap();
+    assert_eq!((l4.id(), v5.id()), (added.id, voter.id));
+    nodes[2].put(PutRequest::new("k", "v")).await.unwrap();
+    assert_eq!(l4.get("k").await.unwrap().unwrap().value, b"v");
+    assert!(l4.status().unwrap().is_learner);
+    eventually("v5 sees itself a voter", Duration::from_secs(10), || !v5.status().unwrap().is_learner).await;
+    // The learner is promoted on request.
+    nodes[0].promote_member(l4.id()).await.unwrap();
+    eventually("l4 is a voter", Duration::from_secs(10), || !l4.status().unwrap().is_learner).await;
+    assert!(nodes[0].promote_member(l4.id()).await.is_err(), "only learners are promoted");
+    stop_all(nodes.iter().chain([&l4, &v5])).await;
 }

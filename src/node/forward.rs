@@ -57,8 +57,9 @@ pub(crate) enum ForwardRequest {
     Join { id: u64, addrs: MemberAddrs, learner: bool, cluster_id: u64 },
     /// Ask a member which cluster it belongs to (the envelope check refuses foreign ones).
     Ping,
-    /// Register a member as a learner without waiting for it to catch up.
-    Register { id: u64, addrs: MemberAddrs },
+    /// Register a member before it starts: as a learner, or as a voter unless `learner`
+    /// (without waiting for it to catch up).
+    Register { id: u64, addrs: MemberAddrs, learner: bool },
     /// Remove a member.
     Remove { id: u64 },
     /// Make a learner a voter.
@@ -134,11 +135,16 @@ impl Node {
                 }
                 ForwardRequest::Remove { id } => self.remove_as_leader(id).await,
                 ForwardRequest::Ping => Ok(self.members_reply()),
-                ForwardRequest::Register { id, addrs } => {
+                ForwardRequest::Register { id, addrs, learner } => {
                     if self.inner.observed.members.read().expect("members lock").contains_key(&id) {
                         return Err(Error::PeerAddrExists);
                     }
                     raft.add_learner(id, addrs, false).await.map_err(write_error)?;
+                    if !learner {
+                        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                            .await
+                            .map_err(write_error)?;
+                    }
                     Ok(self.members_reply())
                 }
                 ForwardRequest::Promote { id } => {
@@ -251,12 +257,12 @@ impl Node {
         while std::time::Instant::now() < deadline {
             for addr in peers {
                 let timeout = self.inner.config.request_timeout() * 4;
-                match self.send_forward(addr, &req, timeout).await {
+                match self.send_forward(addr, &req, timeout).await.map_err(Error::from) {
                     Ok(ForwardReply::Members { cluster_id, .. }) => {
                         self.inner.cluster_id.store(cluster_id, Ordering::Release);
                         let running = self.running()?;
                         let id = Identity { cluster_id, ..identity.clone() };
-                        datadir::save_identity(&running.db, &running._identity_ks, &id)?;
+                        datadir::save_identity(&running.db, &running.identity_ks, &id)?;
                         return Ok(());
                     }
                     Ok(_) => return Err(Error::internal("unexpected join reply")),
@@ -280,7 +286,7 @@ impl Node {
     /// peers are no error: the node rejoins with its persisted identity.
     pub(super) async fn verify_cluster(&self, peers: &[String]) -> Result<()> {
         for addr in peers {
-            match self.send_forward(addr, &ForwardRequest::Ping, Duration::from_secs(2)).await {
+            match self.send_forward(addr, &ForwardRequest::Ping, Duration::from_secs(2)).await.map_err(Error::from) {
                 Err(e @ Error::ClusterMismatch { .. }) => return Err(e),
                 Ok(ForwardReply::Members { cluster_id, .. }) if cluster_id != 0 && cluster_id != self.cluster_id() => {
                     return Err(Error::ClusterMismatch { local: self.cluster_id(), remote: cluster_id });
@@ -306,7 +312,7 @@ impl Node {
                         tracing::info!(addr = %node.inner.config.peer_addr, "peer address updated in the membership");
                         if let Ok(running) = node.running() {
                             let id = Identity { peer_addr: node.inner.config.peer_addr.clone(), ..identity.clone() };
-                            let _ = datadir::save_identity(&running.db, &running._identity_ks, &id);
+                            let _ = datadir::save_identity(&running.db, &running.identity_ks, &id);
                         }
                         return;
                     }
@@ -318,17 +324,18 @@ impl Node {
         });
     }
 
-    /// Adds a member (etcd `MemberAdd`): it joins as a learner and, unless `learner`, is
-    /// promoted to voter once it has caught up. Normally a new node does this itself with
-    /// [`Bootstrap::Join`](crate::Bootstrap::Join); this pre-registers one.
+    /// Adds a member before it starts (etcd `MemberAdd`): a voter at once (as in etcd,
+    /// the cluster's quorum then counts it), or a learner with `learner`, to be promoted
+    /// with [`Node::promote_member`]. The new node then starts with
+    /// [`Bootstrap::Join`](crate::Bootstrap::Join) and the same name and peer address.
+    /// Normally a new node simply joins; this is for etcd's add-then-start workflow.
     pub async fn add_member(&self, name: &str, peer_addr: &str, learner: bool) -> Result<Member> {
         let id = datadir::member_id_of(name, peer_addr, &self.inner.config.cluster_token);
         let addrs = MemberAddrs { name: name.into(), peer_addrs: vec![peer_addr.into()], client_addrs: vec![] };
-        let req = ForwardRequest::Register { id, addrs: addrs.clone() };
+        let req = ForwardRequest::Register { id, addrs: addrs.clone(), learner };
         let timeout = self.inner.config.request_timeout();
         self.on_runtime(move |n| async move { n.to_leader(req, timeout).await }).await?;
-        let _ = learner; // a registered member always starts as a learner; Join promotes it
-        Ok(Member::from_addrs(id, &addrs, true))
+        Ok(Member::from_addrs(id, &addrs, learner))
     }
 
     /// Removes a member (etcd `MemberRemove`).

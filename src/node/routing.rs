@@ -42,32 +42,52 @@ fn never_delivered(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Unavailable && status.message().to_ascii_lowercase().contains("connect")
 }
 
+/// How sending a forwarded request failed.
+#[derive(Debug)]
+pub(super) enum SendError {
+    /// The request never reached the peer (the connection was refused): safe to resend.
+    NotDelivered(String),
+    /// The request may have reached the peer; its outcome is unknown.
+    Lost(String),
+    /// The peer answered with this error, or the call timed out.
+    Failed(Error),
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotDelivered(m) | SendError::Lost(m) => Error::Transport(m),
+            SendError::Failed(e) => e,
+        }
+    }
+}
+
 impl Node {
     fn peer_addr_of(&self, id: u64) -> Option<String> {
         let members = self.inner.observed.members.read().expect("members lock");
         members.get(&id).and_then(|(a, _)| a.peer_addrs.first().cloned())
     }
 
-    /// Sends `req` to the node at `addr` once. `Ok(Err(NotLeader))` and connect failures
-    /// mean the request was not executed.
+    /// Sends `req` to the node at `addr` once. `SendError::NotDelivered` and a
+    /// `NotLeader` answer mean the request was not executed.
     pub(super) async fn send_forward(
         &self,
         addr: &str,
         req: &ForwardRequest,
         timeout: Duration,
-    ) -> Result<ForwardReply> {
-        let mut client = peer_client(self.inner.peers.get(addr)?);
+    ) -> Result<ForwardReply, SendError> {
+        let mut client = peer_client(self.inner.peers.get(addr).map_err(SendError::Failed)?);
         let env = pb::Envelope { cluster_id: self.cluster_id(), payload: encode(req).into() };
         let reply = match tokio::time::timeout(timeout, client.forward(env)).await {
-            Err(_) => return Err(Error::Timeout),
+            Err(_) => return Err(SendError::Failed(Error::Timeout)),
             Ok(Err(status)) if never_delivered(&status) => {
-                return Err(Error::Transport(format!("cannot reach {addr}: {}", status.message())))
+                return Err(SendError::NotDelivered(format!("cannot reach {addr}: {}", status.message())))
             }
-            Ok(Err(status)) => return Err(Error::Transport(format!("{addr}: {status}"))),
+            Ok(Err(status)) => return Err(SendError::Lost(format!("{addr}: {status}"))),
             Ok(Ok(r)) => r.into_inner(),
         };
-        let result: Result<ForwardReply> = decode(&reply.payload, "forward reply")?;
-        result
+        let result: Result<ForwardReply> = decode(&reply.payload, "forward reply").map_err(SendError::Failed)?;
+        result.map_err(SendError::Failed)
     }
 
     /// Runs a leader-only request: locally when this node leads, forwarded otherwise,
@@ -91,15 +111,21 @@ impl Node {
                         continue;
                     };
                     match self.send_forward(&addr, &req, deadline - now).await {
-                        Err(Error::NotLeader { leader: h }) => hint = h.filter(|l| *l != leader),
-                        Err(Error::Transport(e))
-                            if !matches!(req, ForwardRequest::Write(_)) || e.starts_with("cannot reach") =>
-                        {
+                        Err(SendError::Failed(Error::NotLeader { leader: h })) => hint = h.filter(|l| *l != leader),
+                        Err(SendError::NotDelivered(e)) => {
                             tracing::debug!(error = %e, "leader unreachable, waiting for a new one");
                             self.wait_leader_change(Some(leader), deadline).await;
                         }
-                        Err(Error::Transport(_)) => return Err(Error::Timeout),
-                        other => return other,
+                        // A write that may have run must not run twice: its outcome is unknown.
+                        Err(SendError::Lost(_)) if matches!(req, ForwardRequest::Write(_)) => {
+                            return Err(Error::Timeout)
+                        }
+                        Err(SendError::Lost(e)) => {
+                            tracing::debug!(error = %e, "lost contact with the leader, waiting for a new one");
+                            self.wait_leader_change(Some(leader), deadline).await;
+                        }
+                        Err(SendError::Failed(e)) => return Err(e),
+                        Ok(reply) => return Ok(reply),
                     }
                 }
                 Route::Wait => {
@@ -142,12 +168,13 @@ impl Node {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let me = self.inner.member_id;
-            let mut targets: Vec<u64> = self.leader().into_iter().filter(|l| *l != me).collect();
-            let others: Vec<u64> = {
+            let leader = self.leader();
+            let mut targets: Vec<u64> = {
                 let members = self.inner.observed.members.read().expect("members lock");
                 members.keys().copied().filter(|id| *id != me).collect()
             };
-            targets.extend(others);
+            // The leader first: it takes the request without relaying it.
+            targets.sort_by_key(|id| Some(*id) != leader);
             for id in targets {
                 let Some(addr) = self.peer_addr_of(id) else {
                     continue;
@@ -156,7 +183,7 @@ impl Node {
                 match self.send_forward(&addr, &req, left.min(Duration::from_secs(2))).await {
                     Ok(r) => return Ok(r),
                     Err(e) => {
-                        tracing::debug!(peer = id, error = %e, "member did not take the request")
+                        tracing::debug!(peer = id, error = ?e, "member did not take the request")
                     }
                 }
             }

@@ -58,10 +58,22 @@ impl ClusterSpec {
 
 /// Starts every member of `spec` concurrently (as separate processes would).
 pub async fn start_cluster(spec: &ClusterSpec) -> Vec<Node> {
-    let starts = (0..spec.members.len()).map(|i| Node::start(spec.config(i)));
+    start_configs((0..spec.members.len()).map(|i| spec.config(i)).collect()).await
+}
+
+/// Starts nodes from `configs` concurrently and waits for an agreed leader.
+pub async fn start_configs(configs: Vec<NodeConfig>) -> Vec<Node> {
+    let starts = configs.into_iter().map(Node::start);
     let nodes: Vec<Node> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
     wait_for_leader(&nodes, Duration::from_secs(10)).await;
     nodes
+}
+
+/// Stops every node.
+pub async fn stop_all<'a>(nodes: impl IntoIterator<Item = &'a Node>) {
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
 }
 
 /// Waits until every running node agrees on one leader; returns its id.
