@@ -10,13 +10,14 @@ use super::forward::{ForwardReply, ForwardRequest};
 use super::Node;
 use crate::error::{Error, Result};
 use crate::mvcc::*;
-use crate::raft::{codec, Request, Response};
+use crate::raft::{Request, Response};
 
 impl Node {
     /// Proposes a write command and returns the state machine's answer.
     async fn write(&self, cmd: WriteCommand) -> Result<WriteResponse> {
         let req = Request::Kv(cmd);
-        let size = codec::encode(&req).len();
+        // Counted without building the encoding: the request is encoded once, in the log.
+        let size = postcard::experimental::serialized_size(&req).map_err(Error::internal)?;
         let max = self.inner.config.max_request_bytes;
         if size > max {
             return Err(Error::RequestTooLarge { size_bytes: size, max_bytes: max });

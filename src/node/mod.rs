@@ -98,7 +98,7 @@ pub(crate) struct Running {
     store: Arc<MvccStore>,
     log_store: LogStore,
     db: Database,
-    _identity_ks: Keyspace,
+    identity_ks: Keyspace,
     server_stop: Option<oneshot::Sender<()>>,
     peer_service: PeerService,
     server_task: Option<tokio::task::JoinHandle<()>>,
@@ -287,7 +287,7 @@ impl Node {
             store,
             log_store,
             db,
-            _identity_ks: identity_ks,
+            identity_ks,
             server_stop: Some(stop_tx),
             peer_service,
             server_task: Some(server_task),
@@ -446,10 +446,9 @@ impl Node {
         let Some(running) = self.inner.running.write().expect("running lock").take() else {
             return Ok(());
         };
-        if !self.inner.stopped.swap(true, Ordering::AcqRel) {
-            self.transfer_leadership(&running).await;
-        }
+        // New requests fail with `Stopped` from here on; leadership is handed over first.
         self.inner.stopped.store(true, Ordering::Release);
+        self.transfer_leadership(&running).await;
         running.peer_service.detach();
         let _ = running.raft.shutdown().await;
         running.log_store.shutdown();

@@ -196,10 +196,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = self.inner.db.batch();
         for entry in entries {
-            self.inner.stats.entries.fetch_add(1, Ordering::Relaxed);
             batch.insert(&self.inner.log, index_key(entry.index()).to_vec(), encode(&entry));
         }
+        let count = batch.len() as u64;
         batch.commit().map_err(io_err)?;
+        self.inner.stats.entries.fetch_add(count, Ordering::Relaxed);
         let tx = self.inner.flush_tx.lock().expect("flush_tx lock").clone();
         match tx {
             Some(tx) => tx.send(callback).map_err(|_| io::Error::other("log flusher stopped")),

@@ -360,8 +360,7 @@ pub(crate) struct PeerService {
     cluster_id: ClusterId,
     forward: Arc<dyn ForwardHandler>,
     /// Becomes `true` when the node stops; ends open replication streams.
-    stopping: tokio::sync::watch::Receiver<bool>,
-    stop_tx: Arc<tokio::sync::watch::Sender<bool>>,
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl PeerService {
@@ -371,20 +370,18 @@ impl PeerService {
         cluster_id: ClusterId,
         forward: Arc<dyn ForwardHandler>,
     ) -> Self {
-        let (stop_tx, stopping) = tokio::sync::watch::channel(false);
         PeerService {
             parts: Arc::new(std::sync::RwLock::new(Some(PeerParts { raft, state_machine }))),
             cluster_id,
             forward,
-            stopping,
-            stop_tx: Arc::new(stop_tx),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
     /// Cuts the service off from Raft and storage and ends open streams.
     pub fn detach(&self) {
         self.parts.write().expect("peer parts").take();
-        let _ = self.stop_tx.send(true);
+        self.stopping.send_replace(true);
     }
 
     fn raft(&self) -> Result<Raft, Status> {
@@ -398,7 +395,7 @@ impl PeerService {
     }
 
     fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.stopping.clone();
+        let mut rx = self.stopping.subscribe();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }

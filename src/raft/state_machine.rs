@@ -104,6 +104,17 @@ impl StateMachine {
         }
     }
 
+    /// A fresh path for a snapshot up to `last`; `origin` tells built ("b") from
+    /// received ("r") ones, so the two never collide.
+    fn new_snapshot_path(&self, last: Option<LogId>, origin: &str) -> PathBuf {
+        let n = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let name = match last {
+            Some(l) => format!("snap-{:020}-{}-{origin}{n}.snap", l.index(), l.committed_leader_id()),
+            None => format!("snap-empty-{origin}{n}.snap"),
+        };
+        self.inner.snapshot_dir.join(name)
+    }
+
     /// Where a snapshot being received from the leader is written.
     pub fn incoming_snapshot_path(&self) -> PathBuf {
         let n = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
@@ -136,12 +147,7 @@ impl StateMachine {
             None => StoredMembership::default(),
         };
         let meta = SnapshotMeta { last_log_id, last_membership };
-        let n = inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let name = match last_log_id {
-            Some(l) => format!("snap-{:020}-{}-{n}.snap", l.index(), l.committed_leader_id()),
-            None => format!("snap-empty-{n}.snap"),
-        };
-        let path = inner.snapshot_dir.join(name);
+        let path = self.new_snapshot_path(last_log_id, "b");
         snapshot::write(&path, &meta, inner.store.keyspaces(), &snap)?;
         drop(snap);
         inner.snap_meta.insert(KEY_CURRENT, path.to_string_lossy().as_bytes()).map_err(io_err)?;
@@ -227,12 +233,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {
             let _guard = sm.inner.snapshot_lock.lock().expect("snapshot lock");
-            let n = sm.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-            let name = match meta.last_log_id {
-                Some(l) => format!("snap-{:020}-{}-r{n}.snap", l.index(), l.committed_leader_id()),
-                None => format!("snap-empty-r{n}.snap"),
-            };
-            let path = sm.inner.snapshot_dir.join(name);
+            let path = sm.new_snapshot_path(meta.last_log_id, "r");
             std::fs::rename(&snapshot.path, &path)?;
             snapshot::sync_dir(&sm.inner.snapshot_dir)?;
             sm.load_snapshot_file(&path)?;
