@@ -59,6 +59,12 @@ pub enum Error {
     /// The lease id is not known (never granted, revoked or expired).
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// A lease with the requested id already exists.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// The requested TTL exceeds etcd's maximum (9,000,000,000 seconds).
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// The node asked is not the leader (a forwarding hint; `leader` is its best guess).
     #[error("etcdserver: not leader")]
     NotLeader {

@@ -18,10 +18,13 @@
 #![warn(missing_docs)]
 
 pub mod error;
+mod lease;
 pub mod mvcc;
 mod node;
 pub(crate) mod raft;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use mvcc::*;
-pub use node::{Bootstrap, Member, Node, NodeConfig, NodeStatus};
+pub use node::{Bootstrap, KeepAlive, Member, Node, NodeConfig, NodeStatus};
+pub use watch::{WatchRequest, WatchResponse, WatchStream, Watcher};

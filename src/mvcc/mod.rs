@@ -3,10 +3,13 @@
 
 mod check;
 mod encoding;
+mod history;
+mod leases;
 mod store;
 pub mod types;
 
 pub use check::{check_delete, check_put, check_range, check_txn};
-pub(crate) use store::MvccKeyspaces;
+pub(crate) use leases::{LeaseChange, LeaseRecord, MAX_LEASE_TTL_SECS};
+pub(crate) use store::{AppliedBatch, MvccKeyspaces};
 pub use store::{MvccStore, WriteCommand, WriteResponse};
 pub use types::*;

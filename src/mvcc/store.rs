@@ -13,6 +13,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
 
 use crate::error::{Error, Result};
 use crate::mvcc::encoding::{decode, encode, hist_key, hist_prefix, rev_key, split_hist_key, HistRecord, LiveRecord};
+use crate::mvcc::leases::{LeaseChange, LeaseRecord};
 use crate::mvcc::types::*;
 
 const META_REVISION: &[u8] = b"mvcc/revision";
@@ -71,6 +72,10 @@ pub(crate) struct MvccKeyspaces {
     pub hist: Keyspace,
     pub revs: Keyspace,
     pub meta: Keyspace,
+    /// lease id (be64) → [`LeaseRecord`](super::leases::LeaseRecord)
+    pub lease: Keyspace,
+    /// lease id (be64) ++ user key → empty: the keys attached to each lease
+    pub lease_keys: Keyspace,
 }
 
 impl MvccKeyspaces {
@@ -81,12 +86,14 @@ impl MvccKeyspaces {
             hist: db.keyspace("mvcc_hist", opts)?,
             revs: db.keyspace("mvcc_revs", opts)?,
             meta: db.keyspace("sm_meta", opts)?,
+            lease: db.keyspace("lease", opts)?,
+            lease_keys: db.keyspace("lease_keys", opts)?,
         })
     }
 
     /// The keyspaces a state-machine snapshot carries, with their one-byte tags.
-    pub fn tagged(&self) -> [(u8, &Keyspace); 4] {
-        [(1, &self.kv), (2, &self.hist), (3, &self.revs), (4, &self.meta)]
+    pub fn tagged(&self) -> [(u8, &Keyspace); 6] {
+        [(1, &self.kv), (2, &self.hist), (3, &self.revs), (4, &self.meta), (5, &self.lease), (6, &self.lease_keys)]
     }
 }
 
@@ -95,7 +102,7 @@ pub struct MvccStore {
     db: Database,
     ks: MvccKeyspaces,
     /// Sequence lock: odd while a batch is being committed.
-    seq: AtomicU64,
+    pub(super) seq: AtomicU64,
     revision: AtomicI64,
     compact_revision: AtomicI64,
 }
@@ -217,14 +224,18 @@ impl MvccStore {
     }
 
     /// Starts an apply batch. Only the Raft apply loop calls this, one batch at a time.
-    pub(crate) fn applier(&self) -> Applier<'_> {
+    /// With `collect_events`, the batch records the [`Event`]s it writes (for watchers).
+    pub(crate) fn applier(&self, collect_events: bool) -> Applier<'_> {
         Applier {
             store: self,
             batch: self.db.batch(),
             overlay: BTreeMap::new(),
+            lease_overlay: BTreeMap::new(),
             revision: self.revision(),
             compact: self.compact_revision(),
             writes: 0,
+            events: collect_events.then(Vec::new),
+            lease_changes: Vec::new(),
         }
     }
 
@@ -287,7 +298,7 @@ impl MvccStore {
     }
 }
 
-fn header_at(revision: i64) -> ResponseHeader {
+pub(super) fn header_at(revision: i64) -> ResponseHeader {
     ResponseHeader { revision, ..Default::default() }
 }
 
@@ -306,10 +317,10 @@ pub(crate) trait View {
 
 /// A consistent snapshot of the store for reads.
 pub(crate) struct SnapshotView<'a> {
-    store: &'a MvccStore,
-    snap: fjall::Snapshot,
-    revision: i64,
-    compact: i64,
+    pub(super) store: &'a MvccStore,
+    pub(super) snap: fjall::Snapshot,
+    pub(super) revision: i64,
+    pub(super) compact: i64,
 }
 
 impl View for SnapshotView<'_> {
@@ -515,6 +526,10 @@ pub enum WriteCommand {
     Txn(TxnRequest),
     /// A compaction.
     Compact(CompactionRequest),
+    /// Grant a lease (the id is chosen before proposing, so every node agrees).
+    LeaseGrant(LeaseGrantRequest),
+    /// Revoke a lease, deleting its keys in one revision.
+    LeaseRevoke(LeaseRevokeRequest),
 }
 
 /// The result of applying a [`WriteCommand`].
@@ -528,6 +543,10 @@ pub enum WriteResponse {
     Txn(TxnResponse),
     /// Result of a compaction.
     Compact(CompactionResponse),
+    /// Result of a lease grant.
+    LeaseGrant(LeaseGrantResponse),
+    /// Result of a lease revocation.
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 impl WriteResponse {
@@ -538,6 +557,8 @@ impl WriteResponse {
             WriteResponse::DeleteRange(r) => &mut r.header,
             WriteResponse::Txn(r) => &mut r.header,
             WriteResponse::Compact(r) => &mut r.header,
+            WriteResponse::LeaseGrant(r) => &mut r.header,
+            WriteResponse::LeaseRevoke(r) => &mut r.header,
         }
     }
 }
@@ -545,13 +566,28 @@ impl WriteResponse {
 /// Applies commands into one fjall batch. Later commands in the batch see earlier ones
 /// through an overlay; nothing is visible to readers until [`Applier::commit`].
 pub(crate) struct Applier<'a> {
-    store: &'a MvccStore,
-    batch: fjall::OwnedWriteBatch,
+    pub(super) store: &'a MvccStore,
+    pub(super) batch: fjall::OwnedWriteBatch,
     /// Latest state of keys written in this batch (`None`: deleted).
     overlay: BTreeMap<Vec<u8>, Option<LiveRecord>>,
-    revision: i64,
+    /// Leases granted (`Some`) or revoked (`None`) in this batch.
+    pub(super) lease_overlay: BTreeMap<i64, Option<LeaseRecord>>,
+    pub(super) revision: i64,
     compact: i64,
     writes: usize,
+    /// The events written, in revision order, when a watcher may want them.
+    events: Option<Vec<Event>>,
+    pub(super) lease_changes: Vec<LeaseChange>,
+}
+
+/// What one committed apply batch changed, for the watch hub and the lessor.
+#[derive(Debug, Default)]
+pub(crate) struct AppliedBatch {
+    /// The events, when the applier collected them (`None`: watchers must read them
+    /// from the stored history).
+    pub events: Option<Vec<Event>>,
+    /// Leases granted and revoked, in order.
+    pub lease_changes: Vec<LeaseChange>,
 }
 
 impl View for Applier<'_> {
@@ -629,10 +665,10 @@ impl Applier<'_> {
 
     /// Applies one command. On `Err` nothing of the command was written (errors are found
     /// before the first write); storage errors are fatal for the node.
-    pub fn apply(&mut self, cmd: &WriteCommand, lease_exists: &dyn Fn(i64) -> bool) -> Result<WriteResponse> {
+    pub fn apply(&mut self, cmd: &WriteCommand) -> Result<WriteResponse> {
         match cmd {
             WriteCommand::Put(p) => {
-                self.check_put(p, lease_exists)?;
+                self.check_put(p)?;
                 let mut tx = TxnWrite::new(self.revision + 1);
                 let resp = tx.put(self, p)?;
                 self.finish(tx);
@@ -651,7 +687,7 @@ impl Applier<'_> {
                 }
                 let mut path = Vec::new();
                 compare_path(self, t, &mut path)?;
-                self.check_txn_path(t, &path, &mut 0, lease_exists)?;
+                self.check_txn_path(t, &path, &mut 0)?;
                 let mut tx = TxnWrite::new(self.revision + 1);
                 let mut resp = tx.txn(self, t, &path, &mut 0)?;
                 self.finish(tx);
@@ -659,27 +695,23 @@ impl Applier<'_> {
                 Ok(WriteResponse::Txn(resp))
             }
             WriteCommand::Compact(c) => self.compact(c),
+            WriteCommand::LeaseGrant(g) => self.lease_grant(g).map(WriteResponse::LeaseGrant),
+            WriteCommand::LeaseRevoke(r) => self.lease_revoke(r).map(WriteResponse::LeaseRevoke),
         }
     }
 
-    fn check_put(&self, p: &PutRequest, lease_exists: &dyn Fn(i64) -> bool) -> Result<()> {
+    fn check_put(&self, p: &PutRequest) -> Result<()> {
         if (p.ignore_value || p.ignore_lease) && self.live(&p.key)?.is_none() {
             return Err(Error::KeyNotFound);
         }
-        if p.lease != 0 && !lease_exists(p.lease) {
+        if p.lease != 0 && self.lease_record(p.lease)?.is_none() {
             return Err(Error::LeaseNotFound);
         }
         Ok(())
     }
 
     /// etcd's `checkTxn` along the chosen path, against the pre-transaction state.
-    fn check_txn_path(
-        &self,
-        t: &TxnRequest,
-        path: &[bool],
-        at: &mut usize,
-        lease_exists: &dyn Fn(i64) -> bool,
-    ) -> Result<()> {
+    fn check_txn_path(&self, t: &TxnRequest, path: &[bool], at: &mut usize) -> Result<()> {
         let ok = path[*at];
         *at += 1;
         for op in if ok { &t.success } else { &t.failure } {
@@ -687,15 +719,15 @@ impl Applier<'_> {
                 RequestOp::Range(r) => {
                     check_read_revision(self, r.revision)?;
                 }
-                RequestOp::Put(p) => self.check_put(p, lease_exists)?,
+                RequestOp::Put(p) => self.check_put(p)?,
                 RequestOp::DeleteRange(_) => {}
-                RequestOp::Txn(n) => self.check_txn_path(n, path, at, lease_exists)?,
+                RequestOp::Txn(n) => self.check_txn_path(n, path, at)?,
             }
         }
         Ok(())
     }
 
-    fn finish(&mut self, tx: TxnWrite) {
+    pub(super) fn finish(&mut self, tx: TxnWrite) {
         if tx.sub > 0 {
             self.revision = tx.revision;
             self.writes += tx.sub as usize;
@@ -718,7 +750,7 @@ impl Applier<'_> {
     }
 
     /// Commits what is pending and starts a new batch.
-    fn flush(&mut self) -> Result<()> {
+    pub(super) fn flush(&mut self) -> Result<()> {
         if self.writes > 0 {
             // Once per batch, not per command.
             self.batch.insert(&self.store.ks.meta, META_REVISION, encode(&self.revision));
@@ -726,6 +758,7 @@ impl Applier<'_> {
         let batch = std::mem::replace(&mut self.batch, self.store.db.batch());
         self.store.commit_batch(batch, self.revision, self.compact)?;
         self.overlay.clear();
+        self.lease_overlay.clear();
         self.writes = 0;
         Ok(())
     }
@@ -737,12 +770,15 @@ impl Applier<'_> {
     }
 
     /// Commits the batch and publishes it to readers. No fsync: the Raft log is the
-    /// source of truth and is replayed after a crash.
-    pub fn commit(mut self) -> Result<()> {
-        self.flush()
+    /// source of truth and is replayed after a crash. Returns what the batch changed.
+    pub fn commit(mut self) -> Result<AppliedBatch> {
+        self.flush()?;
+        Ok(AppliedBatch { events: self.events.take(), lease_changes: std::mem::take(&mut self.lease_changes) })
     }
 
-    fn write_live(&mut self, key: &[u8], rec: Option<LiveRecord>, revision: i64, sub: u32) {
+    /// Writes the new state of `key` (`None`: deleted) at `revision`; `prev` is its state
+    /// before (kept up to date in the lease index and reported to watchers).
+    fn write_live(&mut self, key: &[u8], rec: Option<LiveRecord>, prev: Option<&LiveRecord>, revision: i64, sub: u32) {
         let ks = &self.store.ks;
         match &rec {
             Some(r) => self.batch.insert(&ks.kv, key.to_vec(), encode(r)),
@@ -750,6 +786,24 @@ impl Applier<'_> {
         }
         self.batch.insert(&ks.hist, hist_key(key, revision), encode(&HistRecord::from_live(rec.as_ref())));
         self.batch.insert(&ks.revs, rev_key(revision, sub).to_vec(), key.to_vec());
+        let (old_lease, new_lease) = (prev.map_or(0, |p| p.lease), rec.as_ref().map_or(0, |r| r.lease));
+        if old_lease != new_lease {
+            self.update_lease_index(key, old_lease, new_lease);
+        }
+        if let Some(events) = &mut self.events {
+            events.push(match &rec {
+                Some(r) => Event {
+                    kind: EventType::Put,
+                    kv: r.to_key_value(key, false),
+                    prev_kv: prev.map(|p| p.to_key_value(key, false)),
+                },
+                None => Event {
+                    kind: EventType::Delete,
+                    kv: KeyValue { key: key.to_vec(), mod_revision: revision, ..Default::default() },
+                    prev_kv: prev.map(|p| p.to_key_value(key, false)),
+                },
+            });
+        }
         self.overlay.insert(key.to_vec(), rec);
     }
 }
@@ -789,13 +843,13 @@ fn compare_path(view: &dyn View, t: &TxnRequest, path: &mut Vec<bool>) -> Result
 }
 
 /// The writes of one command: all at one revision, numbered by `sub`.
-struct TxnWrite {
+pub(super) struct TxnWrite {
     revision: i64,
     sub: u32,
 }
 
 impl TxnWrite {
-    fn new(revision: i64) -> Self {
+    pub(super) fn new(revision: i64) -> Self {
         TxnWrite { revision, sub: 0 }
     }
 
@@ -811,7 +865,7 @@ impl TxnWrite {
             lease,
             value,
         };
-        a.write_live(&p.key, Some(rec), self.revision, self.sub);
+        a.write_live(&p.key, Some(rec), prev.as_ref(), self.revision, self.sub);
         self.sub += 1;
         Ok(PutResponse {
             header: header_at(self.revision),
@@ -819,15 +873,15 @@ impl TxnWrite {
         })
     }
 
-    fn delete(&mut self, a: &mut Applier<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    pub(super) fn delete(&mut self, a: &mut Applier<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&d.key, &d.range_end);
         let mut victims = Vec::new();
         a.scan_live(&range, &mut |k, rec| {
             victims.push((k.to_vec(), rec.clone()));
             true
         })?;
-        for (k, _) in &victims {
-            a.write_live(k, None, self.revision, self.sub);
+        for (k, prev) in &victims {
+            a.write_live(k, None, Some(prev), self.revision, self.sub);
             self.sub += 1;
         }
         let revision = if self.sub > 0 { self.revision } else { a.revision };

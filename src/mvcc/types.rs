@@ -361,3 +361,93 @@ pub struct CompactionResponse {
     /// Response header.
     pub header: ResponseHeader,
 }
+
+/// What happened to a key (etcd `mvccpb.Event.EventType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    /// The key was created or modified.
+    Put,
+    /// The key was deleted (by a delete, a transaction or a lease revocation).
+    Delete,
+}
+
+/// One change of one key (etcd `mvccpb.Event`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Put or delete.
+    pub kind: EventType,
+    /// The key after the change. For a delete: the key, `mod_revision` = the deleting
+    /// revision, every other field zero (as etcd sends it).
+    pub kv: KeyValue,
+    /// The key before the change, when the watch asked for it and the key existed.
+    pub prev_kv: Option<KeyValue>,
+}
+
+/// Grant a lease (etcd `LeaseGrantRequest`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantRequest {
+    /// Time to live in seconds (raised to the cluster's minimum, as etcd does).
+    pub ttl: i64,
+    /// The id to use; 0 lets the leader choose one.
+    pub id: i64,
+}
+
+/// Result of a grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantResponse {
+    /// Response header.
+    pub header: ResponseHeader,
+    /// The lease id.
+    pub id: i64,
+    /// The granted time to live in seconds.
+    pub ttl: i64,
+}
+
+/// Revoke a lease and delete every key attached to it (etcd `LeaseRevokeRequest`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeRequest {
+    /// The lease id.
+    pub id: i64,
+}
+
+/// Result of a revoke.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeResponse {
+    /// Response header (its revision is the one that deleted the attached keys).
+    pub header: ResponseHeader,
+}
+
+/// Result of a keep-alive (etcd `LeaseKeepAliveResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseKeepAliveResponse {
+    /// Response header.
+    pub header: ResponseHeader,
+    /// The lease id.
+    pub id: i64,
+    /// The renewed time to live in seconds.
+    pub ttl: i64,
+}
+
+/// Result of a time-to-live query (etcd `LeaseTimeToLiveResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTimeToLiveResponse {
+    /// Response header.
+    pub header: ResponseHeader,
+    /// The lease id.
+    pub id: i64,
+    /// Seconds left (-1 when the lease does not exist or has expired, as in etcd).
+    pub ttl: i64,
+    /// The time to live the lease was granted with.
+    pub granted_ttl: i64,
+    /// The attached keys, when asked for.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// Result of listing leases (etcd `LeaseLeasesResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseLeasesResponse {
+    /// Response header.
+    pub header: ResponseHeader,
+    /// Every lease id, ascending.
+    pub leases: Vec<i64>,
+}

@@ -54,6 +54,9 @@ pub struct NodeConfig {
     pub max_txn_ops: usize,
     /// fjall block cache size.
     pub cache_size_bytes: u64,
+    /// Interval of the progress notifications sent to idle watches that asked for
+    /// them (etcd: 10 minutes).
+    pub watch_progress_notify_interval_ms: u64,
 }
 
 impl NodeConfig {
@@ -75,6 +78,7 @@ impl NodeConfig {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             cache_size_bytes: 4 << 20,
+            watch_progress_notify_interval_ms: 600_000,
         }
     }
 
@@ -88,6 +92,12 @@ impl NodeConfig {
         Duration::from_millis(self.request_timeout_ms)
     }
 
+    /// The shortest lease TTL granted, seconds: etcd's `minLeaseTTL`, 1.5 election
+    /// timeouts rounded up, so a lease cannot expire during a leader election.
+    pub fn min_lease_ttl_secs(&self) -> i64 {
+        (self.election_timeout_ms * 3 / 2).div_ceil(1000) as i64
+    }
+
     /// Checks the config for mistakes that would only show later.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
@@ -99,6 +109,9 @@ impl NodeConfig {
         }
         if self.heartbeat_interval_ms == 0 || self.election_timeout_ms <= self.heartbeat_interval_ms {
             return bad("election_timeout_ms must be greater than heartbeat_interval_ms > 0".into());
+        }
+        if self.watch_progress_notify_interval_ms == 0 {
+            return bad("watch_progress_notify_interval_ms must be positive".into());
         }
         if self.request_timeout_ms == 0 || self.max_txn_ops == 0 || self.max_request_bytes == 0 {
             return bad("request_timeout_ms, max_txn_ops and max_request_bytes must be positive".into());

@@ -66,13 +66,24 @@ pub(crate) enum ForwardRequest {
     Promote { id: u64 },
     /// Replace a member's addresses.
     UpdateAddrs { id: u64, addrs: MemberAddrs },
+    /// Renew a lease (only the leader's deadlines count).
+    LeaseKeepAlive { id: i64 },
+    /// A lease's remaining time, by the leader's clock.
+    LeaseTimeToLive { id: i64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum ForwardReply {
     Write(Response),
     ReadIndex(u64),
-    Members { cluster_id: u64, members: Vec<Member> },
+    Members {
+        cluster_id: u64,
+        members: Vec<Member>,
+    },
+    /// The renewed TTL of a lease.
+    LeaseTtl(i64),
+    /// Remaining and granted TTL of a lease (`None`: it does not exist or has expired).
+    LeaseRemaining(Option<(i64, i64)>),
 }
 
 /// The peer service's entry point for forwarded requests.
@@ -153,6 +164,13 @@ impl Node {
                         .await
                         .map_err(write_error)?;
                     Ok(self.members_reply())
+                }
+                ForwardRequest::LeaseKeepAlive { id } => {
+                    let lessor = self.lessor_as_leader()?;
+                    lessor.renew(id).map(ForwardReply::LeaseTtl).ok_or(Error::LeaseNotFound)
+                }
+                ForwardRequest::LeaseTimeToLive { id } => {
+                    Ok(ForwardReply::LeaseRemaining(self.lessor_as_leader()?.remaining(id)))
                 }
                 ForwardRequest::UpdateAddrs { id, addrs } => {
                     self.ensure_member(id, false)?;

@@ -14,7 +14,7 @@ use crate::raft::{Request, Response};
 
 impl Node {
     /// Proposes a write command and returns the state machine's answer.
-    async fn write(&self, cmd: WriteCommand) -> Result<WriteResponse> {
+    pub(super) async fn write(&self, cmd: WriteCommand) -> Result<WriteResponse> {
         let req = Request::Kv(cmd);
         // Counted without building the encoding: the request is encoded once, in the log.
         let size = postcard::experimental::serialized_size(&req).map_err(Error::internal)?;

@@ -9,8 +9,10 @@ mod config;
 mod datadir;
 mod forward;
 mod kv;
+mod lease;
 mod read_index;
 mod routing;
+mod watch;
 
 use openraft::type_config::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
@@ -25,13 +27,16 @@ use tokio::sync::oneshot;
 
 pub use config::{Bootstrap, NodeConfig};
 pub use forward::Member;
+pub use lease::KeepAlive;
 
 use crate::error::{Error, Result};
-use crate::mvcc::{MvccStore, ResponseHeader};
+use crate::lease::Lessor;
+use crate::mvcc::{AppliedBatch, MvccStore, ResponseHeader};
 use crate::raft::log_store::{FsyncStats, LogStore};
 use crate::raft::network::{AddressBook, ClusterId, NetworkFactory, PeerClients, PeerService};
-use crate::raft::state_machine::StateMachine;
+use crate::raft::state_machine::{ApplyObserver, StateMachine};
 use crate::raft::{MemberAddrs, Raft};
+use crate::watch::WatchHub;
 use datadir::Identity;
 
 /// A snapshot of one node's state (etcd's endpoint status, and more).
@@ -74,6 +79,8 @@ pub struct NodeStatus {
     /// Set when Raft stopped on an unrecoverable error (a failed fsync, a full disk):
     /// the node takes no more writes until restarted.
     pub fatal_error: Option<String>,
+    /// Watches open on this node.
+    pub watch_count: usize,
 }
 
 /// The library's shared runtime (two worker threads: sized for small machines). Nodes may
@@ -103,7 +110,37 @@ pub(crate) struct Running {
     peer_service: PeerService,
     server_task: Option<tokio::task::JoinHandle<()>>,
     watcher_task: tokio::task::JoinHandle<()>,
+    hub: Arc<WatchHub>,
+    hub_task: tokio::task::JoinHandle<()>,
+    lessor: Arc<Lessor>,
+    expiry_task: tokio::task::JoinHandle<()>,
     _lock: datadir::DataDirLock,
+}
+
+/// Hands what the apply loop commits to the watch hub and the lessor.
+struct Observer {
+    hub: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
+    store: Arc<MvccStore>,
+}
+
+impl ApplyObserver for Observer {
+    fn wants_events(&self) -> bool {
+        self.hub.wants_events()
+    }
+
+    fn applied(&self, revision: i64, batch: AppliedBatch) {
+        self.lessor.apply(&batch.lease_changes);
+        self.hub.publish(revision, batch.events.as_deref());
+    }
+
+    fn replaced(&self, revision: i64) {
+        match self.store.leases() {
+            Ok(leases) => self.lessor.reset(&leases),
+            Err(e) => tracing::error!(error = %e, "cannot read the leases of an installed snapshot"),
+        }
+        self.hub.publish(revision, None);
+    }
 }
 
 /// Fields the hot paths read without locks, refreshed from Raft metrics.
@@ -218,7 +255,10 @@ impl Node {
         let cfg = &self.inner.config;
         let store = Arc::new(MvccStore::open(db.clone())?);
         let log_store = LogStore::open(db.clone(), self.inner.fsync.clone())?;
-        let sm = StateMachine::open(store.clone(), datadir::snapshot_dir(&cfg.data_dir), None)?;
+        let hub = WatchHub::new(store.clone(), Duration::from_millis(cfg.watch_progress_notify_interval_ms));
+        let lessor = Arc::new(Lessor::new(&store.leases()?));
+        let observer = Arc::new(Observer { hub: hub.clone(), lessor: lessor.clone(), store: store.clone() });
+        let sm = StateMachine::open(store.clone(), datadir::snapshot_dir(&cfg.data_dir), Some(observer))?;
         let raft_config = RaftConfig {
             cluster_name: "quorumkv".into(),
             heartbeat_interval: cfg.heartbeat_interval_ms,
@@ -282,7 +322,13 @@ impl Node {
             }
         });
         let watcher_task = tokio::spawn(watch_metrics(Arc::downgrade(&self.inner), raft.clone()));
+        let hub_task = hub.spawn();
+        let expiry_task = tokio::spawn(lease::expiry_task(Arc::downgrade(&self.inner)));
         Ok(Running {
+            hub,
+            hub_task,
+            lessor,
+            expiry_task,
             raft,
             store,
             log_store,
@@ -418,6 +464,7 @@ impl Node {
             fsync_total_us: self.inner.fsync.total_us.load(Ordering::Relaxed),
             log_appends: self.inner.fsync.appends.load(Ordering::Relaxed),
             log_entries: self.inner.fsync.entries.load(Ordering::Relaxed),
+            watch_count: running.hub.len(),
         })
     }
 
@@ -453,6 +500,10 @@ impl Node {
         let _ = running.raft.shutdown().await;
         running.log_store.shutdown();
         running.watcher_task.abort();
+        running.expiry_task.abort();
+        // Watch consumers get `Stopped` (not a cancel) and no more events.
+        running.hub.close();
+        running.hub_task.abort();
         // Wait for requests still using the node to finish, then release everything.
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut running = running;
@@ -516,6 +567,10 @@ impl Node {
         self.inner.runtime.block_on(fut)
     }
 
+    pub(crate) fn runtime(&self) -> &Handle {
+        &self.inner.runtime
+    }
+
     /// Spawns `f(node)` on the library runtime and awaits it from any runtime.
     pub(crate) async fn on_runtime<T, F, Fut>(&self, f: F) -> Result<T>
     where
@@ -530,7 +585,7 @@ impl Node {
     }
 }
 
-fn ensure_not_async() -> Result<()> {
+pub(crate) fn ensure_not_async() -> Result<()> {
     if Handle::try_current().is_ok() {
         return Err(Error::InvalidArgument(
             "a blocking quorumkv call was made from an async runtime thread; use the async method".into(),

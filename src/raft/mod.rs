@@ -44,6 +44,8 @@ impl fmt::Display for Request {
                 write!(f, "txn({} compares, {}+{} ops)", t.compare.len(), t.success.len(), t.failure.len())
             }
             Request::Kv(WriteCommand::Compact(c)) => write!(f, "compact({})", c.revision),
+            Request::Kv(WriteCommand::LeaseGrant(g)) => write!(f, "lease_grant({:x}, {}s)", g.id, g.ttl),
+            Request::Kv(WriteCommand::LeaseRevoke(r)) => write!(f, "lease_revoke({:x})", r.id),
         }
     }
 }

@@ -22,15 +22,25 @@ use super::codec::{decode_io, encode};
 use super::snapshot::{self, SnapshotFile};
 use super::{io_err, LogId, RaftSnapshot, Request, Response, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::error::Error;
-use crate::mvcc::MvccStore;
+use crate::mvcc::{AppliedBatch, MvccStore};
 
 const KEY_APPLIED: &[u8] = b"sm/applied";
 const KEY_MEMBERSHIP: &[u8] = b"sm/membership";
 const KEY_INSTALLING: &[u8] = b"installing";
 const KEY_CURRENT: &[u8] = b"current";
 
-/// Called after each committed apply batch, on the apply task, with the new revision.
-pub(crate) type ApplyHook = Arc<dyn Fn(i64) + Send + Sync>;
+/// Told what the apply loop commits (the watch hub and the lessor listen). Called on
+/// the apply task: implementations must be quick and must not block on Raft.
+pub(crate) trait ApplyObserver: Send + Sync {
+    /// Whether the next apply batch should collect its events.
+    fn wants_events(&self) -> bool;
+    /// After a batch committed, with the store revision it reached.
+    fn applied(&self, revision: i64, batch: AppliedBatch);
+    /// After a snapshot replaced the whole state.
+    fn replaced(&self, revision: i64);
+}
+
+pub(crate) type ApplyHook = Arc<dyn ApplyObserver>;
 
 pub(crate) struct SmInner {
     store: Arc<MvccStore>,
@@ -86,7 +96,7 @@ impl StateMachine {
         inner.store.db().persist(PersistMode::SyncData).map_err(io_err)?;
         self.remove_stale_snapshots(path);
         if let Some(hook) = &inner.on_applied {
-            hook(inner.store.revision());
+            hook.replaced(inner.store.revision());
         }
         Ok(())
     }
@@ -189,7 +199,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
         let store = &self.inner.store;
-        let mut applier = store.applier();
+        let mut applier = store.applier(self.inner.on_applied.as_ref().is_some_and(|h| h.wants_events()));
         let mut replies = Vec::new();
         let mut last_applied = None;
         while let Some((entry, responder)) = entries.try_next().await? {
@@ -197,7 +207,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Empty,
                 EntryPayload::Normal(Request::Kv(cmd)) => {
-                    let result = applier.apply(&cmd, &|_| false);
+                    let result = applier.apply(&cmd);
                     if let Err(Error::Storage(e)) = &result {
                         return Err(io::Error::other(e.clone()));
                     }
@@ -214,9 +224,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         applier.put_meta(KEY_APPLIED, encode(&last_applied));
-        applier.commit().map_err(|e| io::Error::other(e.to_string()))?;
+        let batch = applier.commit().map_err(|e| io::Error::other(e.to_string()))?;
         if let Some(hook) = &self.inner.on_applied {
-            hook(store.revision());
+            hook.applied(store.revision(), batch);
         }
         for (r, response) in replies {
             r.send(response);
@@ -262,9 +272,9 @@ mod tests {
     }
 
     fn fill(store: &MvccStore, n: usize) {
-        let mut a = store.applier();
+        let mut a = store.applier(false);
         for i in 0..n {
-            a.apply(&WriteCommand::Put(PutRequest::new(format!("k{i:04}"), vec![i as u8; 100])), &|_| false).unwrap();
+            a.apply(&WriteCommand::Put(PutRequest::new(format!("k{i:04}"), vec![i as u8; 100]))).unwrap();
         }
         a.commit().unwrap();
     }
