@@ -75,12 +75,29 @@ fn check_format(dir: &Path) -> Result<()> {
 
 /// Opens the fjall database of a locked data dir. Damage fjall reports (or panics on) is
 /// returned as [`Error::DataDirCorrupted`].
+///
+/// The caller holds the data dir's `LOCK`, so a locked fjall database can only be the
+/// previous instance of this node in this process, whose storage threads are still
+/// finishing a flush or compaction after it stopped: wait for them (a few seconds at most).
 pub(crate) fn open_db(dir: &Path, cache_size_bytes: u64) -> Result<Database> {
     let db_path = dir.join("db");
     let path = dir.display().to_string();
-    let opened = std::panic::catch_unwind(|| {
-        Database::builder(&db_path).cache_size(cache_size_bytes).worker_threads(1).max_cached_files(Some(128)).open()
-    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let opened = loop {
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder(&db_path)
+                .cache_size(cache_size_bytes)
+                .worker_threads(1)
+                .max_cached_files(Some(128))
+                .open()
+        });
+        match opened {
+            Ok(Err(fjall::Error::Locked)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(fjall::Error::Locked)) => Err(Error::DataDirLocked { path }),

@@ -504,6 +504,7 @@ impl Node {
         // Watch consumers get `Stopped` (not a cancel) and no more events.
         running.hub.close();
         running.hub_task.abort();
+        let hub = running.hub.clone();
         // Wait for requests still using the node to finish, then release everything.
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut running = running;
@@ -532,7 +533,12 @@ impl Node {
         }
         self.inner.peers.clear();
         // Dropping fjall waits for background work; keep it off the async workers.
-        tokio::task::spawn_blocking(move || drop(owned)).await.map_err(Error::internal)?;
+        tokio::task::spawn_blocking(move || {
+            hub.wait_idle();
+            drop(owned)
+        })
+        .await
+        .map_err(Error::internal)?;
         tracing::info!(name = %self.inner.config.name, "node stopped");
         Ok(())
     }

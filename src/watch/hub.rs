@@ -309,6 +309,9 @@ pub(crate) struct WatchHub {
     wake: Arc<Notify>,
     watching: AtomicBool,
     progress_interval: Duration,
+    /// Held while a catch-up round reads the store, so a stopping node can wait until
+    /// no round uses its database any more.
+    round: Mutex<()>,
 }
 
 impl WatchHub {
@@ -321,6 +324,7 @@ impl WatchHub {
             wake: Arc::new(Notify::new()),
             watching: AtomicBool::new(false),
             progress_interval,
+            round: Mutex::new(()),
         })
     }
 
@@ -515,8 +519,12 @@ impl WatchHub {
 
     /// One catch-up round; returns whether it made progress (call again then).
     fn catch_up_round(&self) -> bool {
+        let _round = self.round.lock().expect("catch-up round lock");
         let (from, prev_kv) = {
             let st = self.lock();
+            if st.stopped {
+                return false;
+            }
             let waiting = st.unsynced.iter().map(|s| st.entry(*s)).filter(|e| e.sink.has_room());
             let (mut from, mut prev) = (i64::MAX, false);
             for e in waiting {
@@ -603,6 +611,11 @@ impl WatchHub {
             }
             e.flags &= !SENT;
         }
+    }
+
+    /// Blocks until no catch-up round reads the store (call after [`WatchHub::close`]).
+    pub(crate) fn wait_idle(&self) {
+        drop(self.round.lock().expect("catch-up round lock"));
     }
 
     /// Stops every stream with `Error::Stopped` and ends the catch-up task.
