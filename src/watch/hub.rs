@@ -11,6 +11,7 @@
 //! Lock order: hub, then sink. Consumers only take sink locks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -126,7 +127,7 @@ enum End {
 }
 
 struct Entry {
-    key: Arc<[u8]>,
+    key: Box<[u8]>,
     end: End,
     next_rev: i64,
     watch_id: i64,
@@ -170,10 +171,12 @@ fn header(revision: i64) -> ResponseHeader {
     ResponseHeader { revision, ..Default::default() }
 }
 
-/// Single-key watches of one key: almost always one.
+/// Single-key watches of one key hash: almost always one.
+// Boxed so the common `One` case keeps the index entry at 16 bytes.
+#[allow(clippy::box_collection)]
 enum Slots {
     One(u32),
-    Many(Vec<u32>),
+    Many(Box<HashSet<u32>>),
 }
 
 #[derive(Default)]
@@ -182,7 +185,9 @@ struct HubState {
     slots: Vec<Option<Entry>>,
     generations: Vec<u32>,
     free: Vec<u32>,
-    singles: HashMap<Arc<[u8]>, Slots>,
+    /// Synced single-key watches by key hash (a collision only costs a key compare).
+    singles: HashMap<u64, Slots>,
+    hasher: std::hash::RandomState,
     ranges: HashSet<u32>,
     unsynced: HashSet<u32>,
     sinks: Vec<Weak<Sink>>,
@@ -203,16 +208,18 @@ impl HubState {
         let e = self.slots[slot as usize].as_mut().expect("slot holds a watch");
         e.synced = true;
         if matches!(e.end, End::Single) {
-            let key = e.key.clone();
-            match self.singles.get_mut(&key) {
+            let h = self.hasher.hash_one(&*e.key);
+            match self.singles.get_mut(&h) {
                 None => {
-                    self.singles.insert(key, Slots::One(slot));
+                    self.singles.insert(h, Slots::One(slot));
                 }
                 Some(Slots::One(other)) => {
-                    let other = *other;
-                    self.singles.insert(key, Slots::Many(vec![other, slot]));
+                    let both = HashSet::from([*other, slot]);
+                    self.singles.insert(h, Slots::Many(Box::new(both)));
                 }
-                Some(Slots::Many(v)) => v.push(slot),
+                Some(Slots::Many(v)) => {
+                    v.insert(slot);
+                }
             }
         } else {
             self.ranges.insert(slot);
@@ -223,21 +230,21 @@ impl HubState {
         let e = self.slots[slot as usize].as_mut().expect("slot holds a watch");
         e.synced = false;
         if matches!(e.end, End::Single) {
-            let key = e.key.clone();
-            let now_empty = match self.singles.get_mut(&key) {
+            let h = self.hasher.hash_one(&*e.key);
+            let now_empty = match self.singles.get_mut(&h) {
                 Some(Slots::One(s)) => *s == slot,
                 Some(Slots::Many(v)) => {
-                    v.retain(|s| *s != slot);
+                    v.remove(&slot);
                     if v.len() == 1 {
-                        let last = v[0];
-                        self.singles.insert(key.clone(), Slots::One(last));
+                        let last = *v.iter().next().expect("one left");
+                        self.singles.insert(h, Slots::One(last));
                     }
                     false
                 }
                 None => false,
             };
             if now_empty {
-                self.singles.remove(&key);
+                self.singles.remove(&h);
             }
         } else {
             self.ranges.remove(&slot);
@@ -481,8 +488,14 @@ impl WatchHub {
         };
         let mut out: Vec<(u32, Vec<Event>)> = Vec::new();
         let mut at: HashMap<u32, usize> = HashMap::new();
+        // With one event, every watch matches at most once: no need to group.
+        let single = events.len() == 1;
         let mut offer = |st: &HubState, slot: u32, ev: &Event| {
             if let Some(v) = st.entry(slot).view(ev) {
+                if single {
+                    out.push((slot, vec![v]));
+                    return;
+                }
                 let i = *at.entry(slot).or_insert_with(|| {
                     out.push((slot, Vec::new()));
                     out.len() - 1
@@ -491,7 +504,7 @@ impl WatchHub {
             }
         };
         for ev in events {
-            match st.singles.get(ev.kv.key.as_slice()) {
+            match st.singles.get(&st.hasher.hash_one(ev.kv.key.as_slice())) {
                 Some(Slots::One(s)) => offer(&st, *s, ev),
                 Some(Slots::Many(v)) => v.iter().for_each(|s| offer(&st, *s, ev)),
                 None => {}
