@@ -28,3 +28,14 @@ pub use error::{Error, Result};
 pub use mvcc::*;
 pub use node::{Bootstrap, KeepAlive, Member, Node, NodeConfig, NodeStatus};
 pub use watch::{WatchRequest, WatchResponse, WatchStream, Watcher};
+
+/// The code examples of the user guides are compiled as doc tests.
+#[cfg(doctest)]
+mod guide_examples {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/rust-api.md")]
+    struct RustApi;
+    #[doc = include_str!("../docs/watch-and-leases.md")]
+    struct WatchAndLeases;
+}
