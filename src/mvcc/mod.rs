@@ -10,6 +10,6 @@ pub mod types;
 
 pub use check::{check_delete, check_put, check_range, check_txn};
 pub(crate) use leases::{LeaseChange, LeaseRecord, MAX_LEASE_TTL_SECS};
-pub(crate) use store::{AppliedBatch, MvccKeyspaces};
+pub(crate) use store::{AppliedBatch, Applier, MvccKeyspaces};
 pub use store::{MvccStore, WriteCommand, WriteResponse};
 pub use types::*;

@@ -115,7 +115,7 @@ impl ForwardHandler for Handler {
     }
 }
 
-fn write_error(e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>) -> Error {
+pub(super) fn write_error(e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>) -> Error {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader { leader: f.leader_id },
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => Error::MembershipChange(c.to_string()),
@@ -134,6 +134,10 @@ impl Node {
         drop(running);
         let work = async {
             match req {
+                ForwardRequest::Write(Request::Kv(cmd)) => {
+                    let proposer = self.running()?.proposer.clone();
+                    Ok(ForwardReply::Write(Response::Kv(proposer.propose(cmd).await?)))
+                }
                 ForwardRequest::Write(r) => {
                     let resp = raft.client_write(r).await.map_err(write_error)?;
                     Ok(ForwardReply::Write(resp.data))

@@ -10,6 +10,7 @@ mod datadir;
 mod forward;
 mod kv;
 mod lease;
+mod propose;
 mod read_index;
 mod routing;
 mod watch;
@@ -112,6 +113,7 @@ pub(crate) struct Running {
     watcher_task: tokio::task::JoinHandle<()>,
     hub: Arc<WatchHub>,
     hub_task: tokio::task::JoinHandle<()>,
+    proposer: Arc<propose::Proposer>,
     lessor: Arc<Lessor>,
     expiry_task: tokio::task::JoinHandle<()>,
     _lock: datadir::DataDirLock,
@@ -323,10 +325,12 @@ impl Node {
         });
         let watcher_task = tokio::spawn(watch_metrics(Arc::downgrade(&self.inner), raft.clone()));
         let hub_task = hub.spawn();
+        let proposer = Arc::new(propose::Proposer::new(raft.clone()));
         let expiry_task = tokio::spawn(lease::expiry_task(Arc::downgrade(&self.inner)));
         Ok(Running {
             hub,
             hub_task,
+            proposer,
             lessor,
             expiry_task,
             raft,

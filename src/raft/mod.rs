@@ -33,6 +33,9 @@ pub struct MemberAddrs {
 pub enum Request {
     /// An MVCC write (or a transaction).
     Kv(WriteCommand),
+    /// Several independent writes proposed together by a busy leader: applied in order,
+    /// each at its own revision, each with its own answer (one log entry, one Raft round).
+    Batch(Vec<WriteCommand>),
 }
 
 impl fmt::Display for Request {
@@ -46,6 +49,7 @@ impl fmt::Display for Request {
             Request::Kv(WriteCommand::Compact(c)) => write!(f, "compact({})", c.revision),
             Request::Kv(WriteCommand::LeaseGrant(g)) => write!(f, "lease_grant({:x}, {}s)", g.id, g.ttl),
             Request::Kv(WriteCommand::LeaseRevoke(r)) => write!(f, "lease_revoke({:x})", r.id),
+            Request::Batch(cmds) => write!(f, "batch({} writes)", cmds.len()),
         }
     }
 }
@@ -56,6 +60,8 @@ impl fmt::Display for Request {
 pub enum Response {
     /// The result of a [`Request::Kv`].
     Kv(Result<WriteResponse>),
+    /// The results of a [`Request::Batch`], in order.
+    Batch(Vec<Result<WriteResponse>>),
     /// For blank and membership entries.
     Empty,
 }

@@ -206,12 +206,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Empty,
-                EntryPayload::Normal(Request::Kv(cmd)) => {
-                    let result = applier.apply(&cmd);
-                    if let Err(Error::Storage(e)) = &result {
-                        return Err(io::Error::other(e.clone()));
-                    }
-                    Response::Kv(result)
+                EntryPayload::Normal(Request::Kv(cmd)) => Response::Kv(apply_one(&mut applier, &cmd)?),
+                EntryPayload::Normal(Request::Batch(cmds)) => {
+                    let results = cmds.iter().map(|c| apply_one(&mut applier, c)).collect::<io::Result<_>>()?;
+                    Response::Batch(results)
                 }
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m);
@@ -257,6 +255,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> io::Result<Option<RaftSnapshot>> {
         Ok(self.current_snapshot()?.map(|(meta, path)| RaftSnapshot { meta, snapshot: SnapshotFile { path } }))
     }
+}
+
+/// Applies one command; a storage failure fails the whole apply (Raft stops the node).
+fn apply_one(
+    applier: &mut crate::mvcc::Applier<'_>,
+    cmd: &crate::mvcc::WriteCommand,
+) -> io::Result<crate::Result<crate::mvcc::WriteResponse>> {
+    let result = applier.apply(cmd);
+    if let Err(Error::Storage(e)) = &result {
+        return Err(io::Error::other(e.clone()));
+    }
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -16,9 +16,25 @@ pub fn init_logs() {
     }
 }
 
-/// A free loopback port (bound and released; the kernel does not hand it out again soon).
+/// A free loopback port below the kernel's ephemeral range (32768 and up), so the
+/// outgoing connections of tests running in parallel cannot take it before its node
+/// binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let port = 10_000 + (rand_u32() % 22_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.finish() as u32
 }
 
 pub fn addr() -> String {

@@ -1,0 +1,171 @@
+//! The leader's proposer: concurrent writes are gathered into one Raft entry.
+//!
+//! Every write the leader proposes (its own, and those forwarded by followers) goes
+//! through one queue, and whatever has queued up is proposed as one entry
+//! ([`Request::Batch`]) without waiting for the previous entry to commit. An idle leader
+//! therefore proposes each write alone, at once; a busy one pays Raft's per-entry costs
+//! (log append and its fsync, replication framing, responders) once per batch.
+
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use super::forward::write_error;
+use crate::error::{Error, Result};
+use crate::mvcc::{WriteCommand, WriteResponse};
+use crate::raft::{Raft, Request, Response};
+
+/// Most writes in one entry.
+const BATCH_WRITES_MAX: usize = 256;
+/// Most encoded bytes in one entry (a larger single write still goes alone).
+const BATCH_BYTES_MAX: usize = 1 << 20;
+
+struct Pending {
+    cmd: WriteCommand,
+    size_bytes: usize,
+    reply: oneshot::Sender<Result<Result<WriteResponse>>>,
+}
+
+/// Gathers a node's concurrent writes into Raft entries (see the module docs).
+///
+/// No task of its own: the first write to find the queue empty leads the next entry.
+/// It lets the tasks that are ready right now (typically writers just woken by the
+/// previous commit) queue their writes, then hands everything queued to Raft; writes
+/// arriving after that find the queue empty again and lead the next entry, so entries
+/// stay pipelined.
+pub(crate) struct Proposer {
+    raft: Raft,
+    queue: Mutex<Vec<Pending>>,
+}
+
+impl Proposer {
+    pub fn new(raft: Raft) -> Self {
+        Proposer { raft, queue: Mutex::new(Vec::new()) }
+    }
+
+    /// Proposes `cmd` and waits for the state machine's answer. The outer error is
+    /// Raft's (`NotLeader`: nothing was proposed; `Fatal`, `Stopped`), the inner one the
+    /// command's own.
+    pub async fn propose(&self, cmd: WriteCommand) -> Result<Result<WriteResponse>> {
+        let size_bytes = postcard::experimental::serialized_size(&cmd).map_err(Error::internal)?;
+        let (reply, rx) = oneshot::channel();
+        let leads = {
+            let mut queue = self.queue.lock().expect("proposer lock");
+            queue.push(Pending { cmd, size_bytes, reply });
+            queue.len() == 1
+        };
+        if leads {
+            // Proposes the queue even if this future is dropped while it yields.
+            let guard = Flush(self);
+            // Costs nothing on an idle node: no other task is ready.
+            tokio::task::yield_now().await;
+            drop(guard);
+        }
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Proposes everything queued, in entries proposed by tasks of their own (so no
+    /// caller's cancellation can lose another caller's answer).
+    fn flush(&self) {
+        let queued = std::mem::take(&mut *self.queue.lock().expect("proposer lock"));
+        if queued.is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // dropped outside any runtime: the node is going away
+        };
+        for batch in split(queued) {
+            rt.spawn(propose_batch(self.raft.clone(), batch));
+        }
+    }
+}
+
+/// Flushes the proposer's queue when dropped.
+struct Flush<'a>(&'a Proposer);
+
+impl Drop for Flush<'_> {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
+/// Splits queued writes into entries of at most `BATCH_WRITES_MAX` writes and about
+/// `BATCH_BYTES_MAX` bytes (never empty; a large write goes alone).
+fn split(queued: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut out: Vec<Vec<Pending>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for p in queued {
+        let last = out.last_mut().expect("never empty");
+        if !last.is_empty() && (last.len() >= BATCH_WRITES_MAX || bytes + p.size_bytes > BATCH_BYTES_MAX) {
+            bytes = 0;
+            out.push(Vec::new());
+        }
+        bytes += p.size_bytes;
+        out.last_mut().expect("never empty").push(p);
+    }
+    out
+}
+
+async fn propose_batch(raft: Raft, mut batch: Vec<Pending>) {
+    if batch.len() == 1 {
+        let p = batch.pop().expect("one write");
+        let result = match raft.client_write(Request::Kv(p.cmd)).await {
+            Ok(resp) => match resp.data {
+                Response::Kv(r) => Ok(r),
+                other => Err(Error::internal(format!("unexpected answer to a write: {other:?}"))),
+            },
+            Err(e) => Err(write_error(e)),
+        };
+        let _ = p.reply.send(result);
+        return;
+    }
+    let (cmds, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+    match raft.client_write(Request::Batch(cmds)).await {
+        Ok(resp) => match resp.data {
+            Response::Batch(results) if results.len() == replies.len() => {
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            other => {
+                let e = Error::internal(format!("unexpected answer to a batch: {other:?}"));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        },
+        Err(e) => {
+            let e = write_error(e);
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::PutRequest;
+
+    fn pending(size_bytes: usize) -> Pending {
+        let (reply, _) = oneshot::channel();
+        Pending { cmd: WriteCommand::Put(PutRequest::new("k", "v")), size_bytes, reply }
+    }
+
+    #[test]
+    fn split_respects_write_and_byte_limits() {
+        let sizes = |v: &Vec<Vec<Pending>>| v.iter().map(|b| b.len()).collect::<Vec<_>>();
+        let cases: Vec<(Vec<usize>, Vec<usize>)> = vec![
+            (vec![10], vec![1]),
+            (vec![10; 300], vec![256, 44]),
+            (vec![BATCH_BYTES_MAX / 2; 5], vec![2, 2, 1]),
+            (vec![BATCH_BYTES_MAX * 2, 10, 10], vec![1, 2]), // a large write goes alone
+            (vec![10, BATCH_BYTES_MAX * 2], vec![1, 1]),
+        ];
+        for (input, want) in cases {
+            let got = split(input.iter().map(|s| pending(*s)).collect());
+            assert_eq!(sizes(&got), want, "sizes {input:?}");
+        }
+    }
+}
