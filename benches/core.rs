@@ -1,4 +1,6 @@
 //! In-process API benchmark: `cargo bench --bench core [-- --quick]`.
+//! Single parts: `-- --seq3` (3-node latency), `-- --profile-puts` (a steady 64-writer
+//! load for a profiler), `-- --idle` (idle processes' RSS and CPU over 20 s).
 //!
 //! 8-byte keys, 256-byte values, real data dirs in the system temp dir, clusters on
 //! 127.0.0.1. Prints a Markdown table (the source of docs/benchmarks.md).
@@ -220,6 +222,11 @@ async fn main() {
         let lin = linearizable_gets(&leader(&nodes), 16, 300, 1.0).await;
         println!("3 nodes linearizable gets {lin:.0}/s");
         stop(nodes).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--idle") {
+        let (rss_kib, cpu, cpu_one_down) = idle_processes(dir.path(), 20);
+        println!("idle RSS {:.1} MiB, 3-node CPU {cpu:.2} %, one down {cpu_one_down:.2} %", rss_kib as f64 / 1024.0);
         return;
     }
     if std::env::args().any(|a| a == "--profile-puts") {

@@ -23,7 +23,7 @@ OPTIONS (one or two dashes; `--flag value` or `--flag=value`):
     --peers LIST                join a running cluster through any of host:port,host:port
     --learner                   when joining, stay a non-voting learner
     --cluster-token TOKEN       mixed into member and cluster ids (default: quorumkv-cluster)
-    --heartbeat-interval MS     Raft heartbeat interval (default: 150)
+    --heartbeat-interval MS     Raft heartbeat interval (default: 200)
     --election-timeout MS       minimum election timeout (default: 1000)
     --snapshot-count N          entries between snapshots (default: 10000)
     --request-timeout MS        how long a request waits for a leader or a commit (default: 5000)

@@ -23,6 +23,8 @@ struct Deadline {
 #[derive(Debug, Default)]
 pub(crate) struct Lessor {
     leases: Mutex<HashMap<i64, Deadline>>,
+    /// Signalled when a lease is granted, so the expiry task recomputes its sleep.
+    pub(crate) changed: tokio::sync::Notify,
     /// The term in which this node last took over the deadlines as leader.
     primary_term: Mutex<u64>,
 }
@@ -36,7 +38,7 @@ impl Lessor {
     pub(crate) fn new(leases: &[(i64, LeaseRecord)]) -> Self {
         let now = Instant::now();
         let map = leases.iter().map(|(id, r)| (*id, Deadline { at: after(now, r.ttl), ttl: r.ttl })).collect();
-        Lessor { leases: Mutex::new(map), primary_term: Mutex::new(0) }
+        Lessor { leases: Mutex::new(map), changed: tokio::sync::Notify::new(), primary_term: Mutex::new(0) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Deadline>> {
@@ -50,6 +52,9 @@ impl Lessor {
         }
         let now = Instant::now();
         let mut leases = self.lock();
+        if changes.iter().any(|c| matches!(c, LeaseChange::Granted { .. })) {
+            self.changed.notify_one();
+        }
         for c in changes {
             match *c {
                 LeaseChange::Granted { id, ttl } => {
@@ -105,6 +110,11 @@ impl Lessor {
         let d = leases.get(&id)?;
         let left = d.at.saturating_duration_since(now);
         Some((left.as_millis().div_ceil(1000) as i64, d.ttl))
+    }
+
+    /// The earliest deadline, if any lease exists.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.lock().values().map(|d| d.at).min()
     }
 
     /// Leases whose deadline has passed, at most `max` of them, earliest first.

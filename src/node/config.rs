@@ -70,7 +70,7 @@ impl NodeConfig {
             bootstrap: Bootstrap::Single,
             cluster_token: "quorumkv-cluster".into(),
             join_as_learner: false,
-            heartbeat_interval_ms: 150,
+            heartbeat_interval_ms: 200,
             election_timeout_ms: 1000,
             snapshot_threshold_entries: 10_000,
             snapshot_logs_to_keep: 5_000,

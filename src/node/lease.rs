@@ -12,8 +12,11 @@ use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::mvcc::*;
 
-/// How often the leader looks for expired leases.
-const EXPIRY_TICK: Duration = Duration::from_millis(100);
+/// Longest sleep of the expiry task (when this node does not lead, or no lease exists):
+/// an idle node wakes once a second for leases.
+const EXPIRY_IDLE: Duration = Duration::from_secs(1);
+/// Shortest sleep (deadlines closer than this are handled together).
+const EXPIRY_MIN: Duration = Duration::from_millis(20);
 /// Most revokes proposed per tick (etcd limits revocations to 1000 per second).
 const REVOKES_PER_TICK: usize = 100;
 
@@ -176,18 +179,28 @@ impl Drop for KeepAlive {
     }
 }
 
-/// The leader's expiry loop: revokes leases whose deadline passed, through Raft.
-pub(super) async fn expiry_task(node: Weak<NodeInner>) {
+/// The leader's expiry loop: revokes leases whose deadline passed, through Raft. It
+/// sleeps until the earliest deadline (or a grant), at most [`EXPIRY_IDLE`].
+pub(super) async fn expiry_task(node: Weak<NodeInner>, lessor: Arc<Lessor>) {
+    let mut nap = EXPIRY_IDLE;
     loop {
-        tokio::time::sleep(EXPIRY_TICK).await;
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = lessor.changed.notified() => {}
+        }
         let Some(inner) = node.upgrade() else { return };
         let node = Node { inner };
         let lessor = match node.lessor_as_leader() {
             Ok(l) => l,
             Err(Error::Stopped) => return,
-            Err(_) => continue,
+            Err(_) => {
+                nap = EXPIRY_IDLE;
+                continue;
+            }
         };
         let due = lessor.expired(REVOKES_PER_TICK);
+        let next = lessor.next_deadline().map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        nap = next.unwrap_or(EXPIRY_IDLE).clamp(EXPIRY_MIN, EXPIRY_IDLE);
         if due.is_empty() {
             continue;
         }

@@ -326,7 +326,7 @@ impl Node {
         let watcher_task = tokio::spawn(watch_metrics(Arc::downgrade(&self.inner), raft.clone()));
         let hub_task = hub.spawn();
         let proposer = Arc::new(propose::Proposer::new(raft.clone()));
-        let expiry_task = tokio::spawn(lease::expiry_task(Arc::downgrade(&self.inner)));
+        let expiry_task = tokio::spawn(lease::expiry_task(Arc::downgrade(&self.inner), lessor.clone()));
         Ok(Running {
             hub,
             hub_task,
