@@ -122,6 +122,7 @@ pub(super) fn write_error(e: RaftError<crate::raft::TypeConfig, ClientWriteError
         // The entry was dropped before it committed: safe to propose again.
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Error::NotLeader { leader: None },
         RaftError::APIError(e) => Error::MembershipChange(e.to_string()),
+        RaftError::Fatal(openraft::errors::Fatal::Stopped) => Error::Stopped,
         RaftError::Fatal(f) => Error::Fatal(f.to_string()),
     }
 }

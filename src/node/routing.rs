@@ -87,7 +87,12 @@ impl Node {
             Ok(Ok(r)) => r.into_inner(),
         };
         let result: Result<ForwardReply> = decode(&reply.payload, "forward reply").map_err(SendError::Failed)?;
-        result.map_err(SendError::Failed)
+        result.map_err(|e| match e {
+            // The peer (a leader being stopped) went away while handling it: for us that
+            // is a lost leader, not our own stop.
+            Error::Stopped | Error::Fatal(_) => SendError::Lost(format!("{addr}: {e}")),
+            e => SendError::Failed(e),
+        })
     }
 
     /// Runs a leader-only request: locally when this node leads, forwarded otherwise,

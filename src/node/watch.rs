@@ -19,8 +19,7 @@ impl Node {
     /// Errors: `EmptyKey`, `Compacted` (start revision below the compaction point),
     /// `InvalidArgument`, `Stopped`.
     pub fn watch(&self, req: WatchRequest) -> Result<Watcher> {
-        let stream = self.watch_stream()?;
-        let id = stream.create(req)?;
-        Ok(Watcher::new(stream, id))
+        let hub = self.running()?.hub.clone();
+        Watcher::create(self.clone(), hub, req)
     }
 }

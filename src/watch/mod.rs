@@ -113,89 +113,15 @@ pub(crate) mod flags {
     pub const PROGRESS: u8 = 8;
 }
 
-/// A stream of watches on one node (etcd's gRPC watch stream, in Rust).
-///
-/// Create watches with [`WatchStream::create`], read their responses with
-/// [`WatchStream::next`] (async) or [`WatchStream::next_blocking`]. Responses of all the
-/// stream's watches arrive in one sequence; each carries its `watch_id`. Dropping the
-/// stream cancels its watches.
-///
-/// Thread-safety: `Send + Sync`. `create`, `cancel` and `request_progress` may be called
-/// from any thread while another reads responses. Memory: a bounded queue of responses
-/// (about [`SINK_EVENTS_MAX`] events), plus about 100 bytes per watch.
-pub struct WatchStream {
+/// The consuming end of a response queue: shared by [`WatchStream`] and [`Watcher`].
+struct Receiver {
     node: Node,
-    hub: Arc<WatchHub>,
     sink: Arc<Sink>,
-    /// watch id → hub handle.
-    watches: Mutex<HashMap<i64, u64>>,
-    next_id: Mutex<i64>,
     finished: bool,
 }
 
-impl std::fmt::Debug for WatchStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchStream").field("watches", &self.watches.lock().map(|w| w.len()).ok()).finish()
-    }
-}
-
-impl WatchStream {
-    pub(crate) fn new(node: Node, hub: Arc<WatchHub>) -> Self {
-        let sink = hub.new_sink();
-        WatchStream { node, hub, sink, watches: Mutex::default(), next_id: Mutex::new(0), finished: false }
-    }
-
-    /// Creates a watch on this stream and returns its id.
-    ///
-    /// Errors: `EmptyKey`; `InvalidArgument` (a watch id already in use on this stream,
-    /// or a negative start revision); `Compacted` when `start_revision` is below the
-    /// compaction point; `Stopped`.
-    pub fn create(&self, req: WatchRequest) -> Result<i64> {
-        if req.key.is_empty() {
-            return Err(Error::EmptyKey);
-        }
-        if req.start_revision < 0 {
-            return Err(Error::InvalidArgument("a watch start revision cannot be negative".into()));
-        }
-        let mut watches = self.watches.lock().expect("watch stream lock");
-        let id = if req.watch_id != 0 {
-            if watches.contains_key(&req.watch_id) || req.watch_id < 0 {
-                return Err(Error::InvalidArgument(format!("watch id {} is already in use", req.watch_id)));
-            }
-            req.watch_id
-        } else {
-            let mut next = self.next_id.lock().expect("watch id lock");
-            while watches.contains_key(&*next) {
-                *next += 1;
-            }
-            *next
-        };
-        let slot = self.hub.add(&self.sink, id, &req)?;
-        watches.insert(id, slot);
-        Ok(id)
-    }
-
-    /// Cancels a watch. Its pending responses may still be read; a final response with
-    /// `canceled` set follows them.
-    ///
-    /// Errors: `InvalidArgument` when the stream has no such watch.
-    pub fn cancel(&self, watch_id: i64) -> Result<()> {
-        let slot = self.watches.lock().expect("watch stream lock").remove(&watch_id);
-        let slot = slot.ok_or_else(|| Error::InvalidArgument(format!("no watch {watch_id} on this stream")))?;
-        self.hub.remove(slot, true);
-        Ok(())
-    }
-
-    /// Asks for a progress notification: a response with `watch_id` -1 and no events,
-    /// sent once every watch of the stream has caught up, carrying the revision they have
-    /// all seen everything up to.
-    pub fn request_progress(&self) {
-        self.hub.request_progress(&self.sink);
-    }
-
-    /// The next response; `None` once the stream is finished. `Some(Err(Stopped))` is
-    /// delivered once when the node stops (unlike a cancel, which sends a response).
-    pub async fn next(&mut self) -> Option<Result<WatchResponse>> {
+impl Receiver {
+    async fn next(&mut self) -> Option<Result<WatchResponse>> {
         if self.finished {
             return None;
         }
@@ -203,9 +129,7 @@ impl WatchStream {
         self.finish_item(item)
     }
 
-    /// Like [`WatchStream::next`], from a thread outside any async runtime, waiting at
-    /// most `timeout` (`Some(Err(Timeout))` when it passes; the stream stays usable).
-    pub fn next_blocking(&mut self, timeout: Duration) -> Option<Result<WatchResponse>> {
+    fn next_blocking(&mut self, timeout: Duration) -> Option<Result<WatchResponse>> {
         if self.finished {
             return None;
         }
@@ -220,8 +144,7 @@ impl WatchStream {
         }
     }
 
-    /// The next response if one is ready (never waits).
-    pub fn try_next(&mut self) -> Option<Result<WatchResponse>> {
+    fn try_next(&mut self) -> Option<Result<WatchResponse>> {
         if self.finished {
             return None;
         }
@@ -232,9 +155,6 @@ impl WatchStream {
     fn finish_item(&mut self, item: Result<WatchResponse>) -> Option<Result<WatchResponse>> {
         match item {
             Ok(mut resp) => {
-                if resp.canceled {
-                    self.watches.lock().expect("watch stream lock").remove(&resp.watch_id);
-                }
                 resp.header = self.node.header(resp.header.revision);
                 Some(Ok(resp))
             }
@@ -244,16 +164,123 @@ impl WatchStream {
             }
         }
     }
+}
+
+#[derive(Default)]
+struct Ids {
+    /// watch id → hub handle.
+    handles: HashMap<i64, u64>,
+    next: i64,
+}
+
+/// A stream of watches on one node (etcd's gRPC watch stream, in Rust).
+///
+/// Create watches with [`WatchStream::create`], read their responses with
+/// [`WatchStream::next`] (async) or [`WatchStream::next_blocking`]. Responses of all the
+/// stream's watches arrive in one sequence; each carries its `watch_id`. Dropping the
+/// stream cancels its watches.
+///
+/// Thread-safety: `Send + Sync`. `create`, `cancel` and `request_progress` may be called
+/// from any thread while another reads responses. Memory: a bounded queue of responses
+/// (about [`SINK_EVENTS_MAX`] events), plus about 170 bytes per watch.
+pub struct WatchStream {
+    rx: Receiver,
+    hub: Arc<WatchHub>,
+    ids: Mutex<Ids>,
+}
+
+impl std::fmt::Debug for WatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStream").field("watches", &self.watch_ids()).finish()
+    }
+}
+
+impl WatchStream {
+    pub(crate) fn new(node: Node, hub: Arc<WatchHub>) -> Self {
+        let sink = hub.new_sink();
+        WatchStream { rx: Receiver { node, sink, finished: false }, hub, ids: Mutex::default() }
+    }
+
+    /// Creates a watch on this stream and returns its id.
+    ///
+    /// Errors: `EmptyKey`; `InvalidArgument` (a watch id already in use on this stream,
+    /// or a negative start revision); `Compacted` when `start_revision` is below the
+    /// compaction point; `Stopped`.
+    pub fn create(&self, req: WatchRequest) -> Result<i64> {
+        check_request(&req)?;
+        let mut ids = self.ids.lock().expect("watch stream lock");
+        let id = if req.watch_id != 0 {
+            if ids.handles.contains_key(&req.watch_id) || req.watch_id < 0 {
+                return Err(Error::InvalidArgument(format!("watch id {} is already in use", req.watch_id)));
+            }
+            req.watch_id
+        } else {
+            while ids.handles.contains_key(&ids.next) {
+                ids.next += 1;
+            }
+            ids.next
+        };
+        let handle = self.hub.add(&self.rx.sink, id, &req)?;
+        ids.handles.insert(id, handle);
+        Ok(id)
+    }
+
+    /// Cancels a watch. Its pending responses may still be read; a final response with
+    /// `canceled` set follows them.
+    ///
+    /// Errors: `InvalidArgument` when the stream has no such watch.
+    pub fn cancel(&self, watch_id: i64) -> Result<()> {
+        let handle = self.ids.lock().expect("watch stream lock").handles.remove(&watch_id);
+        let handle = handle.ok_or_else(|| Error::InvalidArgument(format!("no watch {watch_id} on this stream")))?;
+        self.hub.remove(handle, true);
+        Ok(())
+    }
+
+    /// Asks for a progress notification: a response with `watch_id` -1 and no events,
+    /// sent once every watch of the stream has caught up, carrying the revision they have
+    /// all seen everything up to.
+    pub fn request_progress(&self) {
+        self.hub.request_progress(&self.rx.sink);
+    }
+
+    /// The next response; `None` once the stream is finished. `Some(Err(Stopped))` is
+    /// delivered once when the node stops (unlike a cancel, which sends a response).
+    pub async fn next(&mut self) -> Option<Result<WatchResponse>> {
+        let item = self.rx.next().await;
+        self.forget_canceled(item)
+    }
+
+    /// Like [`WatchStream::next`], from a thread outside any async runtime, waiting at
+    /// most `timeout` (`Some(Err(Timeout))` when it passes; the stream stays usable).
+    pub fn next_blocking(&mut self, timeout: Duration) -> Option<Result<WatchResponse>> {
+        let item = self.rx.next_blocking(timeout);
+        self.forget_canceled(item)
+    }
+
+    /// The next response if one is ready (never waits).
+    pub fn try_next(&mut self) -> Option<Result<WatchResponse>> {
+        let item = self.rx.try_next();
+        self.forget_canceled(item)
+    }
+
+    fn forget_canceled(&mut self, item: Option<Result<WatchResponse>>) -> Option<Result<WatchResponse>> {
+        if let Some(Ok(resp)) = &item {
+            if resp.canceled {
+                self.ids.lock().expect("watch stream lock").handles.remove(&resp.watch_id);
+            }
+        }
+        item
+    }
 
     /// Events queued on this stream and not read yet (bounded by about
     /// [`SINK_EVENTS_MAX`], whatever the consumer does).
     pub fn queued_events(&self) -> usize {
-        self.sink.queued_events()
+        self.rx.sink.queued_events()
     }
 
     /// Ids of the stream's live watches.
     pub fn watch_ids(&self) -> Vec<i64> {
-        let mut ids: Vec<i64> = self.watches.lock().expect("watch stream lock").keys().copied().collect();
+        let mut ids: Vec<i64> = self.ids.lock().expect("watch stream lock").handles.keys().copied().collect();
         ids.sort_unstable();
         ids
     }
@@ -261,29 +288,54 @@ impl WatchStream {
 
 impl Drop for WatchStream {
     fn drop(&mut self) {
-        let watches = std::mem::take(&mut *self.watches.lock().unwrap_or_else(|p| p.into_inner()));
-        for slot in watches.into_values() {
-            self.hub.remove(slot, false);
+        let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in ids.handles.into_values() {
+            self.hub.remove(handle, false);
         }
     }
 }
 
-/// One watch with its own stream: the simple way to follow a key, range or prefix.
+fn check_request(req: &WatchRequest) -> Result<()> {
+    if req.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    if req.start_revision < 0 {
+        return Err(Error::InvalidArgument("a watch start revision cannot be negative".into()));
+    }
+    Ok(())
+}
+
+/// One watch with its own response queue: the simple way to follow a key, range or prefix.
 ///
 /// [`Watcher::next`] yields responses (each holding the events of one or more whole
 /// revisions, or a progress notification). It returns `Some(Err(Compacted))` when the
 /// history the watch needs was compacted, `Some(Err(Stopped))` when the node stops, and
 /// `None` after [`Watcher::cancel`] or either error. Dropping the watcher cancels it.
-#[derive(Debug)]
+///
+/// Thread-safety: `Send + Sync`; `cancel` and `request_progress` may be called while
+/// another thread waits in `next`. Memory: about 330 bytes plus unread responses (at
+/// most about [`SINK_EVENTS_MAX`] events); many watches are cheaper on a [`WatchStream`].
 pub struct Watcher {
-    stream: WatchStream,
+    rx: Receiver,
+    hub: Arc<WatchHub>,
+    handle: u64,
     id: i64,
     done: bool,
 }
 
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").field("id", &self.id).field("done", &self.done).finish()
+    }
+}
+
 impl Watcher {
-    pub(crate) fn new(stream: WatchStream, id: i64) -> Self {
-        Watcher { stream, id, done: false }
+    pub(crate) fn create(node: Node, hub: Arc<WatchHub>, req: WatchRequest) -> Result<Self> {
+        check_request(&req)?;
+        let sink = hub.new_sink();
+        let id = if req.watch_id > 0 { req.watch_id } else { 0 };
+        let handle = hub.add(&sink, id, &req)?;
+        Ok(Watcher { rx: Receiver { node, sink, finished: false }, hub, handle, id, done: false })
     }
 
     /// The watch id.
@@ -296,7 +348,7 @@ impl Watcher {
         if self.done {
             return None;
         }
-        let item = self.stream.next().await;
+        let item = self.rx.next().await;
         self.map(item)
     }
 
@@ -306,7 +358,7 @@ impl Watcher {
         if self.done {
             return None;
         }
-        let item = self.stream.next_blocking(timeout);
+        let item = self.rx.next_blocking(timeout);
         self.map(item)
     }
 
@@ -315,7 +367,7 @@ impl Watcher {
         if self.done {
             return None;
         }
-        let item = self.stream.try_next();
+        let item = self.rx.try_next();
         self.map(item)
     }
 
@@ -347,16 +399,22 @@ impl Watcher {
 
     /// Events queued and not read yet (see [`WatchStream::queued_events`]).
     pub fn queued_events(&self) -> usize {
-        self.stream.queued_events()
+        self.rx.sink.queued_events()
     }
 
     /// Asks for a progress notification (see [`WatchStream::request_progress`]).
     pub fn request_progress(&self) {
-        self.stream.request_progress();
+        self.hub.request_progress(&self.rx.sink);
     }
 
     /// Cancels the watch: responses already queued are still returned, then `None`.
     pub fn cancel(&self) {
-        let _ = self.stream.cancel(self.id);
+        self.hub.remove(self.handle, true);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.hub.remove(self.handle, false);
     }
 }
