@@ -146,7 +146,7 @@ async fn keep_alive_stream_holds_a_lease_and_it_outlives_a_leader_change() {
     let long = other.lease_grant(LeaseGrantRequest { ttl: 4, id: 0 }).await.unwrap();
     other.put(leased("k/long", long.id)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    nodes[li].stop().await.unwrap();
+    nodes[li].stop_abruptly().await.unwrap(); // no hand-over: a real election
     let rest: Vec<Node> = nodes.iter().filter(|n| n.is_running()).cloned().collect();
     wait_for_leader(&rest, WAIT).await;
     let ttl = rest[0].lease_time_to_live(long.id, false).await.unwrap();

@@ -484,22 +484,33 @@ impl Node {
     /// released. Idempotent; the same config may be started again afterwards.
     pub async fn stop(&self) -> Result<()> {
         let node = self.clone();
-        self.inner.runtime.spawn(async move { node.stop_inner().await }).await.map_err(Error::internal)?
+        self.inner.runtime.spawn(async move { node.stop_inner(true).await }).await.map_err(Error::internal)?
     }
 
     /// Blocking twin of [`Node::stop`].
     pub fn stop_blocking(&self) -> Result<()> {
         ensure_not_async()?;
-        self.inner.runtime.block_on(self.stop_inner())
+        self.inner.runtime.block_on(self.stop_inner(true))
     }
 
-    async fn stop_inner(&self) -> Result<()> {
+    /// Stops the node like a crash would, as far as the cluster can tell: no leadership
+    /// hand-over, so the others must detect the loss and elect a new leader. For fault
+    /// tests; the data dir stays consistent (as after a SIGKILL, the log is replayed).
+    #[doc(hidden)]
+    pub async fn stop_abruptly(&self) -> Result<()> {
+        let node = self.clone();
+        self.inner.runtime.spawn(async move { node.stop_inner(false).await }).await.map_err(Error::internal)?
+    }
+
+    async fn stop_inner(&self, hand_over: bool) -> Result<()> {
         let Some(running) = self.inner.running.write().expect("running lock").take() else {
             return Ok(());
         };
         // New requests fail with `Stopped` from here on; leadership is handed over first.
         self.inner.stopped.store(true, Ordering::Release);
-        self.transfer_leadership(&running).await;
+        if hand_over {
+            self.transfer_leadership(&running).await;
+        }
         running.peer_service.detach();
         let _ = running.raft.shutdown().await;
         running.log_store.shutdown();
