@@ -267,6 +267,17 @@ async fn many_watches_on_one_stream_with_chosen_ids() {
     assert_eq!((a.watch_id, a.events[0].kv.key.as_slice()), (7, b"m/1".as_slice()));
     assert_eq!((b.watch_id, b.events[0].kv.key.as_slice()), (auto, b"m/2".as_slice()));
     assert_eq!(node.status().unwrap().watch_count, 2);
+    // A cancelled id is not reused before its final response was read, so no response
+    // of the old watch can pass for the new one's.
+    stream.cancel(7).unwrap();
+    assert!(stream.create(WatchRequest { watch_id: 7, ..WatchRequest::key("m/9") }).is_err());
+    let next = stream.create(WatchRequest::key("m/9")).unwrap();
+    assert!(next != 7 && next != auto);
+    let resp = tokio::time::timeout(WAIT, stream.next()).await.unwrap().unwrap().unwrap();
+    assert!(resp.canceled && resp.watch_id == 7);
+    stream.create(WatchRequest { watch_id: 7, ..WatchRequest::key("m/1") }).unwrap();
+    assert_eq!(stream.watch_ids().len(), 3);
+    assert_eq!(node.status().unwrap().watch_count, 3);
     drop(stream);
     assert_eq!(node.status().unwrap().watch_count, 0, "dropping the stream cancels its watches");
     node.stop().await.unwrap();

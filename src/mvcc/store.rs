@@ -119,7 +119,18 @@ impl MvccStore {
             compact_revision: AtomicI64::new(0),
         };
         store.reload_counters()?;
+        // A crash may have cut a compaction's physical deletion short; finish it (when
+        // it is complete this is one empty range scan).
+        let compact = store.compact_revision();
+        if compact > 0 {
+            store.compact_physically(compact)?;
+        }
         Ok(store)
+    }
+
+    /// A fjall snapshot that holds no half-committed apply batch.
+    pub(crate) fn consistent_snapshot(&self) -> Result<fjall::Snapshot> {
+        Ok(self.consistent(|| Ok(self.db.snapshot()))?.0)
     }
 
     /// Re-reads the revision counters from disk (after open or a snapshot install).
@@ -236,6 +247,8 @@ impl MvccStore {
             writes: 0,
             events: collect_events.then(Vec::new),
             lease_changes: Vec::new(),
+            done_marker: None,
+            pending_compaction: None,
         }
     }
 
@@ -578,6 +591,12 @@ pub(crate) struct Applier<'a> {
     /// The events written, in revision order, when a watcher may want them.
     events: Option<Vec<Event>>,
     pub(super) lease_changes: Vec<LeaseChange>,
+    /// Written by every mid-batch flush: the caller's record of the commands fully
+    /// applied so far (Raft's applied log id), so a crash after such a flush replays
+    /// exactly the commands it did not cover.
+    done_marker: Option<(Vec<u8>, Vec<u8>)>,
+    /// A compaction whose physical deletion runs after the batch commits.
+    pending_compaction: Option<i64>,
 }
 
 /// What one committed apply batch changed, for the watch hub and the lessor.
@@ -743,9 +762,9 @@ impl Applier<'_> {
         }
         self.compact = c.revision;
         self.batch.insert(&self.store.ks.meta, META_COMPACT, encode(&c.revision));
-        // Publish everything so far, then delete the unreachable versions.
-        self.flush()?;
-        self.store.compact_physically(c.revision)?;
+        // The unreachable versions are deleted once the batch (whose earlier writes may be
+        // below the compaction point) has committed; see `commit`.
+        self.pending_compaction = Some(c.revision);
         Ok(WriteResponse::Compact(CompactionResponse { header: header_at(self.revision) }))
     }
 
@@ -755,12 +774,21 @@ impl Applier<'_> {
             // Once per batch, not per command.
             self.batch.insert(&self.store.ks.meta, META_REVISION, encode(&self.revision));
         }
+        if let Some((k, v)) = &self.done_marker {
+            self.batch.insert(&self.store.ks.meta, k.clone(), v.clone());
+        }
         let batch = std::mem::replace(&mut self.batch, self.store.db.batch());
         self.store.commit_batch(batch, self.revision, self.compact)?;
         self.overlay.clear();
         self.lease_overlay.clear();
         self.writes = 0;
         Ok(())
+    }
+
+    /// Sets the record a mid-batch flush writes (see `done_marker`): the caller updates
+    /// it before each command with what the commands before it completed.
+    pub fn set_done_marker(&mut self, key: &[u8], value: Vec<u8>) {
+        self.done_marker = Some((key.to_vec(), value));
     }
 
     /// Adds `(key, value)` pairs of the caller (Raft's applied log id and membership) to
@@ -772,7 +800,12 @@ impl Applier<'_> {
     /// Commits the batch and publishes it to readers. No fsync: the Raft log is the
     /// source of truth and is replayed after a crash. Returns what the batch changed.
     pub fn commit(mut self) -> Result<AppliedBatch> {
+        // The caller's own record (`put_meta`) covers the whole batch.
+        self.done_marker = None;
         self.flush()?;
+        if let Some(compact) = self.pending_compaction {
+            self.store.compact_physically(compact)?;
+        }
         Ok(AppliedBatch { events: self.events.take(), lease_changes: std::mem::take(&mut self.lease_changes) })
     }
 

@@ -146,7 +146,7 @@ impl StateMachine {
     fn build(&self) -> io::Result<RaftSnapshot> {
         let inner = &self.inner;
         let _guard = inner.snapshot_lock.lock().expect("snapshot lock");
-        let snap = inner.store.db().snapshot();
+        let snap = inner.store.consistent_snapshot().map_err(io_err)?;
         let meta_ks = &inner.store.keyspaces().meta;
         let last_log_id: Option<LogId> = match snap.get(meta_ks, KEY_APPLIED).map_err(io_err)? {
             Some(v) => decode_io(&v, "applied log id")?,
@@ -203,6 +203,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut replies = Vec::new();
         let mut last_applied = None;
         while let Some((entry, responder)) = entries.try_next().await? {
+            if last_applied.is_some() {
+                // A flush inside this entry (a revoke, a txn reading the past) records
+                // only the entries before it as applied.
+                applier.set_done_marker(KEY_APPLIED, encode(&last_applied));
+            }
             last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Empty,
@@ -220,6 +225,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if let Some(r) = responder {
                 replies.push((r, response));
             }
+        }
+        if last_applied.is_none() {
+            return Ok(());
         }
         applier.put_meta(KEY_APPLIED, encode(&last_applied));
         let batch = applier.commit().map_err(|e| io::Error::other(e.to_string()))?;
@@ -287,6 +295,31 @@ mod tests {
             a.apply(&WriteCommand::Put(PutRequest::new(format!("k{i:04}"), vec![i as u8; 100]))).unwrap();
         }
         a.commit().unwrap();
+    }
+
+    /// A flush inside a batch (here: a txn that reads a past revision) records only the
+    /// commands before it as applied, so a crash right after it replays exactly the rest.
+    #[test]
+    fn a_mid_batch_flush_records_what_it_covers() {
+        use crate::mvcc::{RequestOp, TxnRequest};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _sm) = open(dir.path());
+        let mut a = store.applier(false);
+        a.apply(&WriteCommand::Put(PutRequest::new("a", "1"))).unwrap();
+        a.set_done_marker(KEY_APPLIED, b"after-first".to_vec());
+        let past = RangeRequest { revision: 2, ..RangeRequest::key("a") };
+        let txn = TxnRequest { success: vec![RequestOp::Range(past)], ..Default::default() };
+        a.apply(&WriteCommand::Put(PutRequest::new("b", "2"))).unwrap(); // dirty batch
+        a.apply(&WriteCommand::Txn(TxnRequest {
+            success: vec![RequestOp::Put(PutRequest::new("c", "3")), txn.success[0].clone()],
+            ..Default::default()
+        }))
+        .unwrap();
+        drop(a); // a crash before the final commit
+        let marker = store.keyspaces().meta.get(KEY_APPLIED).unwrap().unwrap();
+        assert_eq!(&*marker, b"after-first", "the flush wrote the caller's record");
+        assert_eq!(store.range(&RangeRequest::key("b")).unwrap().count, 1, "flushed with it");
+        assert_eq!(store.range(&RangeRequest::key("c")).unwrap().count, 0, "the txn itself was not");
     }
 
     #[test]

@@ -44,11 +44,27 @@ struct SinkState {
     unsynced: u32,
     progress_pending: bool,
     stopped: bool,
+    /// A watch of this stream waits for room: wake the hub once the queue is half empty.
+    wanted: bool,
 }
 
 impl Sink {
+    /// Events that may still be queued (unbounded while the queue is empty). A stream
+    /// without room is marked, so the reader wakes the hub when it has drained half.
+    fn room(&self) -> usize {
+        let mut st = self.state.lock().expect("sink lock");
+        if st.queued_events == 0 {
+            return usize::MAX;
+        }
+        let room = SINK_EVENTS_MAX.saturating_sub(st.queued_events);
+        if room == 0 {
+            st.wanted = true;
+        }
+        room
+    }
+
     fn has_room(&self) -> bool {
-        self.state.lock().expect("sink lock").queued_events < SINK_EVENTS_MAX
+        self.room() > 0
     }
 
     /// Queues `resp` unless the queue is full (an empty queue takes any size, so one
@@ -57,6 +73,7 @@ impl Sink {
         let mut st = self.state.lock().expect("sink lock");
         let n = resp.events.len();
         if st.queued_events > 0 && st.queued_events + n > SINK_EVENTS_MAX {
+            st.wanted = true;
             return false;
         }
         st.queued_events += n;
@@ -86,10 +103,10 @@ impl Sink {
         let mut st = self.state.lock().expect("sink lock");
         let item = st.queue.pop_front()?;
         if let Ok(r) = &item {
-            let was_full = st.queued_events >= SINK_EVENTS_MAX;
             st.queued_events -= r.events.len();
-            if was_full && st.queued_events < SINK_EVENTS_MAX / 2 {
-                // Watches of this stream may be waiting for room in the unsynced group.
+            if st.wanted && st.queued_events < SINK_EVENTS_MAX / 2 {
+                // Watches of this stream wait for room in the unsynced group.
+                st.wanted = false;
                 self.hub_wake.notify_one();
             }
         }
@@ -182,6 +199,9 @@ enum Slots {
 #[derive(Default)]
 struct HubState {
     current: i64,
+    /// Highest header revision sent from history (it may run ahead of `current`);
+    /// progress responses never report less, so headers never go backwards.
+    sent_rev: i64,
     slots: Vec<Option<Entry>>,
     generations: Vec<u32>,
     free: Vec<u32>,
@@ -265,7 +285,7 @@ impl HubState {
     fn sync(&mut self, slot: u32) {
         self.unsynced.remove(&slot);
         self.index(slot);
-        let current = self.current;
+        let current = self.progress_rev();
         let sink = self.entry(slot).sink.clone();
         let mut st = sink.state.lock().expect("sink lock");
         st.unsynced -= 1;
@@ -274,6 +294,11 @@ impl HubState {
             drop(st);
             sink.push_control(progress(-1, current));
         }
+    }
+
+    /// The revision a progress response reports.
+    fn progress_rev(&self) -> i64 {
+        self.current.max(self.sent_rev)
     }
 
     fn remove(&mut self, slot: u32) -> Option<Entry> {
@@ -287,7 +312,7 @@ impl HubState {
             if st.unsynced == 0 && st.progress_pending {
                 st.progress_pending = false;
                 drop(st);
-                sink.push_control(progress(-1, self.current));
+                sink.push_control(progress(-1, self.progress_rev()));
             }
         }
         let e = self.slots[slot as usize].take();
@@ -373,7 +398,8 @@ impl WatchHub {
         if st.stopped {
             return Err(Error::Stopped);
         }
-        let compact = self.store.upgrade().ok_or(Error::Stopped)?.compact_revision();
+        let store = self.store.upgrade().ok_or(Error::Stopped)?;
+        let compact = store.compact_revision();
         if req.start_revision != 0 && req.start_revision < compact {
             return Err(Error::Compacted { compact_revision: compact });
         }
@@ -393,7 +419,8 @@ impl WatchHub {
                 fl |= bit;
             }
         }
-        let next_rev = if req.start_revision == 0 { st.current + 1 } else { req.start_revision };
+        // "Now" is the store's revision: `current` may lag it by a batch being published.
+        let next_rev = if req.start_revision == 0 { store.revision().max(st.current) + 1 } else { req.start_revision };
         let slot = match st.free.pop() {
             Some(s) => s,
             None => {
@@ -455,7 +482,7 @@ impl WatchHub {
         let mut ss = sink.state.lock().expect("sink lock");
         if ss.unsynced == 0 {
             drop(ss);
-            sink.push_control(progress(-1, st.current));
+            sink.push_control(progress(-1, st.progress_rev()));
         } else {
             ss.progress_pending = true;
         }
@@ -539,14 +566,12 @@ impl WatchHub {
                 return false;
             }
             let waiting = st.unsynced.iter().map(|s| st.entry(*s)).filter(|e| e.sink.has_room());
-            let (mut from, mut prev) = (i64::MAX, false);
+            let (mut from, mut prev) = (None::<i64>, false);
             for e in waiting {
-                from = from.min(e.next_rev);
+                from = Some(from.map_or(e.next_rev, |f| f.min(e.next_rev)));
                 prev |= e.flags & flags::PREV_KV != 0;
             }
-            if from == i64::MAX {
-                return false;
-            }
+            let Some(from) = from else { return false };
             (from, prev)
         };
         let Some(store) = self.store.upgrade() else { return false };
@@ -563,18 +588,34 @@ impl WatchHub {
         };
         let mut st = self.lock();
         let revision = st.current.max(batch.through);
+        st.sent_rev = st.sent_rev.max(revision);
         let mut progressed = false;
         for slot in st.unsynced.iter().copied().collect::<Vec<_>>() {
             let e = st.entry(slot);
-            if e.next_rev < from || e.next_rev > batch.through || !e.sink.has_room() {
+            let wants_prev = e.flags & flags::PREV_KV != 0;
+            if e.next_rev < from || e.next_rev > batch.through || (wants_prev && !prev_kv) {
                 continue;
             }
-            let evs: Vec<Event> = batch.events.iter().filter_map(|ev| e.view(ev)).collect();
+            let room = e.sink.room();
+            let mut evs: Vec<Event> = batch.events.iter().filter_map(|ev| e.view(ev)).collect();
+            // Only what fits, cut at a revision boundary; the rest waits for room.
+            let mut next_rev = batch.through + 1;
+            if evs.len() > room {
+                let mut cut = room;
+                while cut > 0 && evs[cut].kv.mod_revision == evs[cut - 1].kv.mod_revision {
+                    cut -= 1;
+                }
+                if cut == 0 {
+                    continue;
+                }
+                evs.truncate(cut);
+                next_rev = evs[cut - 1].kv.mod_revision + 1;
+            }
             if !evs.is_empty() && !e.sink.push(e.response(revision, evs)) {
                 continue;
             }
             let e = st.entry_mut(slot);
-            e.next_rev = batch.through + 1;
+            e.next_rev = next_rev;
             e.flags |= SENT;
             progressed = true;
             if e.next_rev > st.current {
@@ -617,7 +658,7 @@ impl WatchHub {
     /// sent nothing since the last tick.
     fn progress_tick(&self) {
         let mut st = self.lock();
-        let current = st.current;
+        let current = st.progress_rev();
         for e in st.slots.iter_mut().flatten() {
             if e.synced && e.flags & flags::PROGRESS != 0 && e.flags & SENT == 0 {
                 e.sink.push_control(progress(e.watch_id, current));

@@ -170,7 +170,16 @@ impl Receiver {
 struct Ids {
     /// watch id → hub handle.
     handles: HashMap<i64, u64>,
+    /// Ids cancelled whose final `canceled` response has not been read yet: not
+    /// reusable until then, so no response of the old watch passes for the new one's.
+    canceling: std::collections::HashSet<i64>,
     next: i64,
+}
+
+impl Ids {
+    fn taken(&self, id: i64) -> bool {
+        self.handles.contains_key(&id) || self.canceling.contains(&id)
+    }
 }
 
 /// A stream of watches on one node (etcd's gRPC watch stream, in Rust).
@@ -210,15 +219,16 @@ impl WatchStream {
         check_request(&req)?;
         let mut ids = self.ids.lock().expect("watch stream lock");
         let id = if req.watch_id != 0 {
-            if ids.handles.contains_key(&req.watch_id) || req.watch_id < 0 {
+            if req.watch_id < 0 || ids.taken(req.watch_id) {
                 return Err(Error::InvalidArgument(format!("watch id {} is already in use", req.watch_id)));
             }
             req.watch_id
         } else {
-            while ids.handles.contains_key(&ids.next) {
+            while ids.taken(ids.next) {
                 ids.next += 1;
             }
-            ids.next
+            ids.next += 1;
+            ids.next - 1
         };
         let handle = self.hub.add(&self.rx.sink, id, &req)?;
         ids.handles.insert(id, handle);
@@ -230,8 +240,11 @@ impl WatchStream {
     ///
     /// Errors: `InvalidArgument` when the stream has no such watch.
     pub fn cancel(&self, watch_id: i64) -> Result<()> {
-        let handle = self.ids.lock().expect("watch stream lock").handles.remove(&watch_id);
+        let mut ids = self.ids.lock().expect("watch stream lock");
+        let handle = ids.handles.remove(&watch_id);
         let handle = handle.ok_or_else(|| Error::InvalidArgument(format!("no watch {watch_id} on this stream")))?;
+        ids.canceling.insert(watch_id);
+        drop(ids);
         self.hub.remove(handle, true);
         Ok(())
     }
@@ -266,7 +279,11 @@ impl WatchStream {
     fn forget_canceled(&mut self, item: Option<Result<WatchResponse>>) -> Option<Result<WatchResponse>> {
         if let Some(Ok(resp)) = &item {
             if resp.canceled {
-                self.ids.lock().expect("watch stream lock").handles.remove(&resp.watch_id);
+                let mut ids = self.ids.lock().expect("watch stream lock");
+                // A cancel of ours, or one by the node (compaction).
+                if !ids.canceling.remove(&resp.watch_id) {
+                    ids.handles.remove(&resp.watch_id);
+                }
             }
         }
         item
