@@ -11,27 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorumkv::{Bootstrap, Node, NodeConfig, PutRequest, RangeRequest};
+use quorumkv::{Node, PutRequest, RangeRequest};
+
+mod common;
+use common::*;
 
 const VALUE_BYTES: usize = 256;
 
 fn key(i: u64) -> Vec<u8> {
     (i % 100_000_000).to_be_bytes().to_vec() // 8 bytes
-}
-
-fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Median time of one 256-byte write + fdatasync on the bench's disk.
@@ -47,35 +35,6 @@ fn fdatasync_time(dir: &std::path::Path) -> Duration {
     }
     times.sort();
     percentile(&times, 0.5)
-}
-
-async fn cluster(dir: &std::path::Path, n: usize) -> Vec<Node> {
-    let members: Vec<(String, String)> = (1..=n).map(|i| (format!("b{i}"), free_addr())).collect();
-    let starts = (0..n).map(|i| {
-        let (name, addr) = &members[i];
-        let mut c = NodeConfig::new(name.clone(), dir.join(name), addr.clone());
-        c.bootstrap = if n == 1 { Bootstrap::Single } else { Bootstrap::InitialCluster(members.clone()) };
-        c.snapshot_threshold_entries = 100_000;
-        Node::start(c)
-    });
-    let nodes: Vec<Node> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nodes.iter().all(|x| x.leader().is_some() && x.leader() == nodes[0].leader()) {
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    nodes
-}
-
-fn leader(nodes: &[Node]) -> Node {
-    let id = nodes[0].leader().unwrap();
-    nodes.iter().find(|n| n.id() == id).unwrap().clone()
-}
-
-async fn stop(nodes: Vec<Node>) {
-    for n in nodes {
-        n.stop().await.unwrap();
-    }
 }
 
 async fn sequential_puts(node: &Node, count: u64) -> Vec<Duration> {

@@ -11,37 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorumkv::{Bootstrap, Node, NodeConfig, PutRequest, WatchRequest};
+use quorumkv::{PutRequest, WatchRequest};
 
-fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
-}
+mod common;
+use common::*;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * 4096
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-async fn cluster(dir: &std::path::Path, n: usize) -> Vec<Node> {
-    let members: Vec<(String, String)> = (1..=n).map(|i| (format!("w{i}"), free_addr())).collect();
-    let starts = (0..n).map(|i| {
-        let (name, addr) = &members[i];
-        let mut c = NodeConfig::new(name.clone(), dir.join(name), addr.clone());
-        c.bootstrap = if n == 1 { Bootstrap::Single } else { Bootstrap::InitialCluster(members.clone()) };
-        Node::start(c)
-    });
-    let nodes: Vec<Node> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nodes.iter().all(|x| x.leader().is_some() && x.leader() == nodes[0].leader()) {
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    nodes
 }
 
 /// Bytes of resident memory per watch for `count` watches, `per_stream` on each stream.
@@ -102,8 +80,7 @@ async fn fan_out(dir: &std::path::Path, count: usize) -> Duration {
 /// Put-to-event latencies on a 3-node cluster with `watchers` watchers over the nodes.
 async fn put_to_event(dir: &std::path::Path, watchers: usize, puts: usize) -> Vec<Duration> {
     let nodes = cluster(dir, 3).await;
-    let leader_id = nodes[0].leader().unwrap();
-    let leader = nodes.iter().find(|n| n.id() == leader_id).unwrap().clone();
+    let leader = leader(&nodes);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
     let mut tasks = Vec::new();
     for i in 0..watchers {
@@ -135,9 +112,7 @@ async fn put_to_event(dir: &std::path::Path, watchers: usize, puts: usize) -> Ve
     for t in tasks {
         t.abort();
     }
-    for n in nodes {
-        n.stop().await.unwrap();
-    }
+    stop(nodes).await;
     lat.sort();
     lat
 }
@@ -172,6 +147,6 @@ async fn main() {
     println!("| one event to 10,000 watchers, all delivered | {} |", ms(fan));
     let puts = if quick { 200 } else { 1000 };
     let lat = put_to_event(&dir.path().join("lat"), 10, puts).await;
-    let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
-    println!("| put-to-event latency, 3 nodes, 10 watchers, p50 / p99 | {} / {} |", ms(p(0.5)), ms(p(0.99)));
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    println!("| put-to-event latency, 3 nodes, 10 watchers, p50 / p99 | {} / {} |", ms(p50), ms(p99));
 }

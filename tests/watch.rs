@@ -180,17 +180,13 @@ async fn a_slow_consumer_is_bounded_and_caught_up_from_history() {
         r.unwrap();
     }
     // Nobody read: the queue stayed bounded, the rest waits in history.
-    let queued = w_queued(&w);
+    let queued = w.queued_events();
     assert!(queued <= quorumkv::watch::SINK_EVENTS_MAX + 1000, "queue grew to {queued} events");
     let seen = collect(&mut w, 8000).await;
     let got: Vec<i64> = seen.iter().map(|e| e.3).collect();
     let want: Vec<i64> = (first..first + 8000).collect();
     assert_eq!(got, want, "no gap, no duplicate after catching up");
     node.stop().await.unwrap();
-}
-
-fn w_queued(w: &Watcher) -> usize {
-    w.queued_events()
 }
 
 #[tokio::test]

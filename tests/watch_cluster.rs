@@ -25,15 +25,19 @@ fn evs(resp: &WatchResponse) -> Vec<Ev> {
         .collect()
 }
 
-/// Follows a watcher in the background, appending its events to a shared log.
-/// The task ends on `Stopped` (its node stopped).
+/// Follows a watcher in the background, appending its events to a shared log and
+/// checking that no revision is split over two responses. The task ends on `Stopped`
+/// (its node stopped).
 fn follow(mut w: Watcher, log: Arc<Mutex<Vec<Ev>>>) -> tokio::task::JoinHandle<Option<Error>> {
     tokio::spawn(async move {
+        let mut last_rev = 0;
         while let Some(item) = w.next().await {
             match item {
                 Ok(resp) => {
-                    let mut revs: Vec<i64> = resp.events.iter().map(|e| e.kv.mod_revision).collect();
-                    revs.dedup();
+                    if let (Some(first), Some(last)) = (resp.events.first(), resp.events.last()) {
+                        assert!(first.kv.mod_revision > last_rev, "revision {last_rev} split over two responses");
+                        last_rev = last.kv.mod_revision;
+                    }
                     log.lock().unwrap().extend(evs(&resp));
                 }
                 Err(e) => return Some(e),

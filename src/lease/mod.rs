@@ -33,12 +33,20 @@ fn after(now: Instant, ttl_secs: i64) -> Instant {
     now + Duration::from_secs(ttl_secs.max(0) as u64)
 }
 
+/// Deadlines starting now for `leases`.
+fn deadlines_from_now(leases: &[(i64, LeaseRecord)]) -> HashMap<i64, Deadline> {
+    let now = Instant::now();
+    leases.iter().map(|(id, r)| (*id, Deadline { at: after(now, r.ttl), ttl: r.ttl })).collect()
+}
+
 impl Lessor {
     /// A lessor for the leases found in the store at start (deadlines from now).
     pub(crate) fn new(leases: &[(i64, LeaseRecord)]) -> Self {
-        let now = Instant::now();
-        let map = leases.iter().map(|(id, r)| (*id, Deadline { at: after(now, r.ttl), ttl: r.ttl })).collect();
-        Lessor { leases: Mutex::new(map), changed: tokio::sync::Notify::new(), primary_term: Mutex::new(0) }
+        Lessor {
+            leases: Mutex::new(deadlines_from_now(leases)),
+            changed: tokio::sync::Notify::new(),
+            primary_term: Mutex::new(0),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Deadline>> {
@@ -69,7 +77,7 @@ impl Lessor {
 
     /// Replaces everything with the leases of a freshly installed snapshot.
     pub(crate) fn reset(&self, leases: &[(i64, LeaseRecord)]) {
-        *self.lock() = Lessor::new(leases).leases.into_inner().expect("fresh lock");
+        *self.lock() = deadlines_from_now(leases);
     }
 
     /// Called by the leader before it acts on deadlines: the first call in a new term

@@ -141,7 +141,6 @@ pub(crate) fn rev_key(revision: i64, sub: u32) -> [u8; 12] {
 }
 
 /// Splits a `revs` key into (revision, sub).
-#[cfg(test)]
 pub(crate) fn split_rev_key(encoded: &[u8]) -> Result<(i64, u32)> {
     if encoded.len() != 12 {
         return Err(Error::Storage("corrupt revs key".into()));

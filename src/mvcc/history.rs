@@ -2,7 +2,7 @@
 
 use fjall::Readable;
 
-use super::encoding::{decode, hist_key, rev_key, HistRecord};
+use super::encoding::{decode, hist_key, rev_key, split_rev_key, HistRecord};
 use super::store::MvccStore;
 use super::types::*;
 use crate::error::{Error, Result};
@@ -21,8 +21,8 @@ impl MvccStore {
     /// The events of revisions `from..`, about `max_events` of them (whole revisions only),
     /// read from one consistent view. `prev_kv` adds each event's previous version.
     ///
-    /// Errors: `Compacted` when `from` is at or below the compaction point's
-    /// predecessor (etcd: a watch may start at the compact revision, not below it).
+    /// Errors: `Compacted` when `from` is below the compaction point (etcd: a watch may
+    /// start at the compact revision, not below it).
     pub(crate) fn events_since(&self, from: i64, max_events: usize, prev_kv: bool) -> Result<HistoryBatch> {
         let view = self.read_view()?;
         if from < view.compact {
@@ -37,8 +37,7 @@ impl MvccStore {
         let mut last_rev = from - 1;
         for g in view.snap.range(&ks.revs, rev_key(from, 0).to_vec()..end.to_vec()) {
             let (k, key) = g.into_inner()?;
-            let rev =
-                u64::from_be_bytes(k[..8].try_into().map_err(|_| Error::Storage("corrupt revs key".into()))?) as i64;
+            let (rev, _) = split_rev_key(&k)?;
             if rev != last_rev {
                 if out.events.len() >= max_events {
                     out.through = last_rev;
@@ -53,14 +52,7 @@ impl MvccStore {
             };
             let kv = rec.as_ref().and_then(|r| r.to_live(rev)).map(|l| l.to_key_value(&key, false));
             let prev = if prev_kv { previous_version(&view.snap, ks, &key, rev)? } else { None };
-            out.events.push(match kv {
-                Some(kv) => Event { kind: EventType::Put, kv, prev_kv: prev },
-                None => Event {
-                    kind: EventType::Delete,
-                    kv: KeyValue { key: key.to_vec(), mod_revision: rev, ..Default::default() },
-                    prev_kv: prev,
-                },
-            });
+            out.events.push(Event::of_change(&key, rev, kv, prev));
         }
         Ok(out)
     }

@@ -824,18 +824,8 @@ impl Applier<'_> {
             self.update_lease_index(key, old_lease, new_lease);
         }
         if let Some(events) = &mut self.events {
-            events.push(match &rec {
-                Some(r) => Event {
-                    kind: EventType::Put,
-                    kv: r.to_key_value(key, false),
-                    prev_kv: prev.map(|p| p.to_key_value(key, false)),
-                },
-                None => Event {
-                    kind: EventType::Delete,
-                    kv: KeyValue { key: key.to_vec(), mod_revision: revision, ..Default::default() },
-                    prev_kv: prev.map(|p| p.to_key_value(key, false)),
-                },
-            });
+            let after = rec.as_ref().map(|r| r.to_key_value(key, false));
+            events.push(Event::of_change(key, revision, after, prev.map(|p| p.to_key_value(key, false))));
         }
         self.overlay.insert(key.to_vec(), rec);
     }

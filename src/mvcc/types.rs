@@ -383,6 +383,21 @@ pub struct Event {
     pub prev_kv: Option<KeyValue>,
 }
 
+impl Event {
+    /// The event of a change of `key` at `revision`: a put when `after` (the key's new
+    /// state) is `Some`, a delete otherwise (which carries only the key and revision).
+    pub(crate) fn of_change(key: &[u8], revision: i64, after: Option<KeyValue>, prev_kv: Option<KeyValue>) -> Self {
+        match after {
+            Some(kv) => Event { kind: EventType::Put, kv, prev_kv },
+            None => Event {
+                kind: EventType::Delete,
+                kv: KeyValue { key: key.to_vec(), mod_revision: revision, ..Default::default() },
+                prev_kv,
+            },
+        }
+    }
+}
+
 /// Grant a lease (etcd `LeaseGrantRequest`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseGrantRequest {

@@ -24,11 +24,16 @@ impl Node {
     /// The lessor, if this node is the leader (after taking the deadlines over).
     pub(super) fn lessor_as_leader(&self) -> Result<Arc<Lessor>> {
         let running = self.running()?;
-        let m = running.raft.metrics().borrow_watched().clone();
-        if m.state != ServerState::Leader {
-            return Err(Error::NotLeader { leader: m.current_leader });
+        // Every keep-alive and expiry tick passes here: read the metrics, do not clone them.
+        let rx = running.raft.metrics();
+        let (state, leader, term) = {
+            let m = rx.borrow_watched();
+            (m.state, m.current_leader, m.current_term)
+        };
+        if state != ServerState::Leader {
+            return Err(Error::NotLeader { leader });
         }
-        running.lessor.ensure_primary(m.current_term);
+        running.lessor.ensure_primary(term);
         Ok(running.lessor.clone())
     }
 
