@@ -20,6 +20,7 @@
 pub mod error;
 mod lease;
 pub mod mvcc;
+pub mod server;
 mod node;
 pub(crate) mod raft;
 pub mod watch;

@@ -1,0 +1,2 @@
+//! The etcd v3 gRPC client port.
+pub mod pb;
