@@ -83,8 +83,14 @@ pub enum Error {
     #[error("etcdserver: member not found")]
     MemberNotFound,
     /// A member with this id or peer address already exists.
-    #[error("etcdserver: peerURL exists")]
+    #[error("etcdserver: Peer URLs already exists")]
     PeerAddrExists,
+    /// Only a learner can be promoted.
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    /// Leadership can only move to a voting member.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
     /// The remote side belongs to a different cluster.
     #[error("cluster id mismatch: this node belongs to cluster {local:016x}, the peer to cluster {remote:016x}")]
     ClusterMismatch {

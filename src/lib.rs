@@ -19,15 +19,16 @@
 
 pub mod error;
 mod lease;
+pub mod local;
 pub mod mvcc;
-pub mod server;
 mod node;
 pub(crate) mod raft;
+pub mod server;
 pub mod watch;
 
 pub use error::{Error, Result};
 pub use mvcc::*;
-pub use node::{Bootstrap, KeepAlive, Member, Node, NodeConfig, NodeStatus};
+pub use node::{Bootstrap, KeepAlive, KvHash, Member, Node, NodeConfig, NodeStatus};
 pub use watch::{WatchRequest, WatchResponse, WatchStream, Watcher};
 
 /// The code examples of the user guides are compiled as doc tests.

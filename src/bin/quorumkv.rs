@@ -6,19 +6,24 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use quorumkv::local::{local_member, LocalCluster, LOCAL_NODES_MAX};
+use quorumkv::server::{ClientServer, ServeOptions};
 use quorumkv::{Bootstrap, Node, NodeConfig};
 
 const HELP: &str = "\
 quorumkv: a Raft-replicated, etcd-compatible key-value node
 
 USAGE:
-    quorumkv --name NAME --data-dir DIR --peer-addr HOST:PORT [OPTIONS]
+    quorumkv --name NAME --data-dir DIR --peer-addr HOST:PORT [--client-addr HOST:PORT] [OPTIONS]
+    quorumkv local [--nodes N] [--data-dir DIR]    a whole cluster in one process
+    quorumkv bench --help                           the etcd v3 load generator
 
 OPTIONS (one or two dashes; `--flag value` or `--flag=value`):
     --name NAME                 member name, unique in the cluster (default: default)
     --data-dir DIR              data directory (default: NAME.quorumkv)
     --peer-addr HOST:PORT       address peers reach this node on (default: 127.0.0.1:7001)
-    --client-addr HOST:PORT     advertised client address (alias: --addr)
+    --client-addr HOST:PORT     serve etcd's v3 gRPC API here, and advertise it to the
+                                cluster (alias: --addr; an http:// prefix is accepted)
     --initial-cluster LIST      static bootstrap: name=host:port,name=host:port,...
     --peers LIST                join a running cluster through any of host:port,host:port
     --learner                   when joining, stay a non-voting learner
@@ -37,6 +42,23 @@ that already holds a node restarts it with its identity; a changed --peer-addr i
 as the new one. The node stops (handing leadership over first) on SIGINT or SIGTERM.
 ";
 
+const LOCAL_HELP: &str = "\
+quorumkv local: host a whole cluster in one process
+
+USAGE:
+    quorumkv local [--nodes N] [--data-dir DIR] [--log-level LEVEL]
+
+OPTIONS:
+    --nodes N           members, 1 to 6 (default: 3)
+    --data-dir DIR      directory holding every member's data dir (default: quorumkv-local)
+    --log-level LEVEL   error, warn, info, debug or trace (default: warn)
+    -h, --help          print this help
+
+Members are infra1, infra2, ... with client ports 2379, 22379, 32379, ... and peer ports
+12380, 22380, 32380, ... (etcd's local-cluster layout). Ctrl-C stops the cluster; starting
+again on the same directory brings it back with its data.
+";
+
 struct Args {
     config: NodeConfig,
     log_level: String,
@@ -51,6 +73,12 @@ fn value<'a>(
         Some(v) => Ok(v.to_string()),
         None => rest.next().cloned().ok_or_else(|| format!("flag --{flag} needs a value")),
     }
+}
+
+/// `http://host:port` as `host:port` (etcd's flags take URLs).
+fn strip_scheme(v: &str) -> String {
+    let v = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://")).unwrap_or(v);
+    v.trim_end_matches('/').to_string()
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -80,7 +108,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             "name" => name = value(flag, inline, &mut it)?,
             "data-dir" => data_dir = Some(value(flag, inline, &mut it)?),
             "peer-addr" => peer_addr = value(flag, inline, &mut it)?,
-            "client-addr" | "addr" => client_addrs.push(value(flag, inline, &mut it)?),
+            "client-addr" | "addr" => client_addrs.push(strip_scheme(&value(flag, inline, &mut it)?)),
             "learner" => learner = inline.is_none_or(|v| v == "true"),
             "log-level" => log_level = value(flag, inline, &mut it)?,
             "initial-cluster" => {
@@ -120,8 +148,25 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     Ok(Some(Args { config, log_level }))
 }
 
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("quorumkv={level},openraft=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("local") {
+        return local(&argv[1..]);
+    }
     let args = match parse(&argv) {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -133,11 +178,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("quorumkv={0},openraft=warn", args.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    init_logging(&args.log_level);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
+        let client_addr = args.config.client_addrs.first().cloned();
         let node = match Node::start(args.config).await {
             Ok(n) => n,
             Err(e) => {
@@ -145,17 +189,105 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let server = match client_addr {
+            Some(addr) => match ClientServer::serve(node.clone(), &addr, ServeOptions::default()).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("quorumkv: cannot serve clients: {e}");
+                    let _ = node.stop().await;
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         println!("quorumkv: {} ({:016x}) ready, cluster {:016x}", node.name(), node.id(), node.cluster_id());
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        if let Some(s) = &server {
+            println!("quorumkv: etcd v3 API on {}", s.local_addr());
+        }
+        shutdown_signal().await;
+        if let Some(s) = server {
+            s.stop().await;
         }
         let stopped = tokio::time::timeout(Duration::from_secs(10), node.stop()).await;
         match stopped {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(e)) => {
                 eprintln!("quorumkv: stop: {e}");
+                ExitCode::FAILURE
+            }
+            Err(_) => ExitCode::FAILURE,
+        }
+    })
+}
+
+struct LocalArgs {
+    nodes: usize,
+    dir: String,
+    log_level: String,
+}
+
+fn parse_local(argv: &[String]) -> Result<Option<LocalArgs>, String> {
+    let mut args = LocalArgs { nodes: 3, dir: "quorumkv-local".into(), log_level: "warn".into() };
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return Err(format!("unexpected argument {arg:?}"));
+        };
+        let (flag, inline) = match stripped.split_once('=') {
+            Some((f, v)) => (f, Some(v)),
+            None => (stripped, None),
+        };
+        match flag {
+            "h" | "help" => return Ok(None),
+            "nodes" => args.nodes = number(flag, &value(flag, inline, &mut it)?)?,
+            "data-dir" => args.dir = value(flag, inline, &mut it)?,
+            "log-level" => args.log_level = value(flag, inline, &mut it)?,
+            other => return Err(format!("unknown flag --{other} (see quorumkv local --help)")),
+        }
+    }
+    if args.nodes == 0 || args.nodes > LOCAL_NODES_MAX {
+        return Err(format!("--nodes must be 1 to {LOCAL_NODES_MAX}"));
+    }
+    Ok(Some(args))
+}
+
+/// `quorumkv local`: a whole cluster in this process until Ctrl-C.
+fn local(argv: &[String]) -> ExitCode {
+    let args = match parse_local(argv) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{LOCAL_HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("quorumkv local: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&args.log_level);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let dir = std::path::PathBuf::from(&args.dir);
+        let cluster = match LocalCluster::start(&dir, args.nodes, |_| {}).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("quorumkv local: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("quorumkv local: {} nodes, data in {}", args.nodes, dir.display());
+        for (i, endpoint) in cluster.endpoints().iter().enumerate() {
+            let (name, _, peer) = local_member(i);
+            println!("  {name}  client http://{endpoint}  peer 127.0.0.1:{peer}");
+        }
+        println!("try:  etcdctl --endpoints={} put greeting hello", cluster.endpoints().join(","));
+        println!("Ctrl-C stops the cluster.");
+        shutdown_signal().await;
+        println!("quorumkv local: stopping");
+        match tokio::time::timeout(Duration::from_secs(20), cluster.stop()).await {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("quorumkv local: stop: {e}");
                 ExitCode::FAILURE
             }
             Err(_) => ExitCode::FAILURE,
@@ -190,5 +322,16 @@ mod tests {
         assert!(parse(&args("--bogus 1")).is_err());
         assert!(parse(&args("--name")).is_err());
         assert!(parse(&args("--help")).unwrap().is_none());
+        let d = parse(&args("--client-addr http://127.0.0.1:2379/")).unwrap().unwrap();
+        assert_eq!(d.config.client_addrs, vec!["127.0.0.1:2379".to_string()]);
+    }
+
+    #[test]
+    fn local_flags() {
+        let a = parse_local(&args("--nodes 5 -data-dir=x")).unwrap().unwrap();
+        assert_eq!((a.nodes, a.dir.as_str()), (5, "x"));
+        assert!(parse_local(&args("--nodes 0")).is_err());
+        assert!(parse_local(&args("--nodes 7")).is_err());
+        assert!(parse_local(&args("-h")).unwrap().is_none());
     }
 }

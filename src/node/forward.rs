@@ -70,6 +70,8 @@ pub(crate) enum ForwardRequest {
     LeaseKeepAlive { id: i64 },
     /// A lease's remaining time, by the leader's clock.
     LeaseTimeToLive { id: i64 },
+    /// Hand leadership to this voter.
+    MoveLeader { target: u64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,6 +179,7 @@ impl Node {
                 ForwardRequest::LeaseTimeToLive { id } => {
                     Ok(ForwardReply::LeaseRemaining(self.lessor_as_leader()?.remaining(id)))
                 }
+                ForwardRequest::MoveLeader { target } => self.move_leader_as_leader(target, timeout).await,
                 ForwardRequest::UpdateAddrs { id, addrs } => {
                     self.ensure_member(id, false)?;
                     raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, addrs)])), false)
@@ -198,7 +201,7 @@ impl Node {
         let members = self.inner.observed.members.read().expect("members lock");
         match members.get(&id) {
             None => Err(Error::MemberNotFound),
-            Some((_, true)) if learner_only => Err(Error::MembershipChange("member is already a voter".into())),
+            Some((_, true)) if learner_only => Err(Error::MemberNotLearner),
             Some(_) => Ok(()),
         }
     }
@@ -216,11 +219,28 @@ impl Node {
         }
         let raft = self.running()?.raft.clone();
         let existing = self.inner.observed.members.read().expect("members lock").clone();
-        for (other, (a, _)) in &existing {
-            let clash = a.name == addrs.name || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p));
-            if *other != id && clash {
-                return Err(Error::PeerAddrExists);
+        let mut claimed = None;
+        for (other, (a, is_voter)) in &existing {
+            let same_peer = a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p));
+            if *other == id || !(a.name == addrs.name || same_peer) {
+                continue;
             }
+            // A member added by address only (etcd's `MemberAdd` before the node starts):
+            // the node starting on that address takes its place, as voter or learner.
+            if a.name.is_empty() && same_peer && claimed.is_none() {
+                claimed = Some((*other, *is_voter));
+                continue;
+            }
+            return Err(Error::PeerAddrExists);
+        }
+        let learner = learner || claimed.is_some_and(|(_, is_voter)| !is_voter);
+        if let Some((other, is_voter)) = claimed {
+            let change = if is_voter {
+                ChangeMembers::RemoveVoters(BTreeSet::from([other]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([other]))
+            };
+            raft.change_membership(change, false).await.map_err(write_error)?;
         }
         match existing.get(&id) {
             Some((current, _)) if current != &addrs => {
@@ -321,7 +341,9 @@ impl Node {
         Ok(())
     }
 
-    /// Re-publishes this node's new peer address in the membership, in the background.
+    /// Publishes this node's current addresses (a changed peer address, client addresses
+    /// not in the membership yet) once the node knows the membership, in the background.
+    /// Nothing is sent when the membership already has them.
     pub(super) fn spawn_address_update(&self, identity: Identity) {
         let node = self.clone();
         tokio::spawn(async move {
@@ -330,9 +352,26 @@ impl Node {
                 if !node.is_running() {
                     return;
                 }
+                // The leader's view: a node's own may be a bootstrap proposal that lost.
+                let listed = match node.to_leader(ForwardRequest::Ping, Duration::from_secs(10)).await {
+                    Ok(ForwardReply::Members { members, .. }) => members
+                        .into_iter()
+                        .find(|m| m.id == node.inner.member_id)
+                        .map(|m| MemberAddrs { name: m.name, peer_addrs: m.peer_addrs, client_addrs: m.client_addrs }),
+                    _ => None,
+                };
+                match listed {
+                    Some(addrs) if addrs == node.addrs() => return,
+                    Some(_) => {}
+                    // Not a member yet (a static bootstrap still forming): wait for it.
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
                 match node.to_any_member(req.clone(), Duration::from_secs(10)).await {
                     Ok(_) => {
-                        tracing::info!(addr = %node.inner.config.peer_addr, "peer address updated in the membership");
+                        tracing::info!(addr = %node.inner.config.peer_addr, "addresses updated in the membership");
                         if let Ok(running) = node.running() {
                             let id = Identity { peer_addr: node.inner.config.peer_addr.clone(), ..identity.clone() };
                             let _ = datadir::save_identity(&running.db, &running.identity_ks, &id);
@@ -340,7 +379,8 @@ impl Node {
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot update the peer address yet; retrying")
+                        tracing::warn!(error = %e, "cannot update the addresses yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
             }

@@ -10,6 +10,7 @@ mod datadir;
 mod forward;
 mod kv;
 mod lease;
+mod maintenance;
 mod propose;
 mod read_index;
 mod routing;
@@ -29,6 +30,7 @@ use tokio::sync::oneshot;
 pub use config::{Bootstrap, NodeConfig};
 pub use forward::Member;
 pub use lease::KeepAlive;
+pub use maintenance::KvHash;
 
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
@@ -355,9 +357,7 @@ impl Node {
                     self.verify_cluster(peers).await?;
                 }
             }
-            if identity.peer_addr != cfg.peer_addr {
-                self.spawn_address_update(identity.clone());
-            }
+            self.spawn_address_update(identity.clone());
             return Ok(());
         }
         let me = self.addrs();
@@ -379,7 +379,10 @@ impl Node {
                         (id, addrs)
                     })
                     .collect();
-                initialize(&raft, members).await
+                initialize(&raft, members).await?;
+                // Members listed by the others carry no client addresses: add ours.
+                self.spawn_address_update(identity.clone());
+                Ok(())
             }
             Bootstrap::Join(peers) => self.join_through(peers, identity).await,
         }

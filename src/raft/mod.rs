@@ -6,6 +6,7 @@ pub(crate) mod log_store;
 pub(crate) mod network;
 pub(crate) mod snapshot;
 pub(crate) mod state_machine;
+pub(crate) use state_machine::write_backup;
 
 #[cfg(test)]
 mod conformance;

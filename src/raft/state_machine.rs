@@ -147,16 +147,8 @@ impl StateMachine {
         let inner = &self.inner;
         let _guard = inner.snapshot_lock.lock().expect("snapshot lock");
         let snap = inner.store.consistent_snapshot().map_err(io_err)?;
-        let meta_ks = &inner.store.keyspaces().meta;
-        let last_log_id: Option<LogId> = match snap.get(meta_ks, KEY_APPLIED).map_err(io_err)? {
-            Some(v) => decode_io(&v, "applied log id")?,
-            None => None,
-        };
-        let last_membership: StoredMembership = match snap.get(meta_ks, KEY_MEMBERSHIP).map_err(io_err)? {
-            Some(v) => decode_io(&v, "membership")?,
-            None => StoredMembership::default(),
-        };
-        let meta = SnapshotMeta { last_log_id, last_membership };
+        let meta = snapshot_meta(&inner.store, &snap)?;
+        let last_log_id = meta.last_log_id;
         let path = self.new_snapshot_path(last_log_id, "b");
         snapshot::write(&path, &meta, inner.store.keyspaces(), &snap)?;
         drop(snap);
@@ -166,6 +158,28 @@ impl StateMachine {
         tracing::info!(path = %path.display(), last_log_id = ?meta.last_log_id, "built snapshot");
         Ok(RaftSnapshot { meta, snapshot: SnapshotFile { path } })
     }
+}
+
+/// The meta of a snapshot of `snap`: the applied log id and membership it holds.
+fn snapshot_meta(store: &MvccStore, snap: &fjall::Snapshot) -> io::Result<SnapshotMeta> {
+    let meta_ks = &store.keyspaces().meta;
+    let last_log_id: Option<LogId> = match snap.get(meta_ks, KEY_APPLIED).map_err(io_err)? {
+        Some(v) => decode_io(&v, "applied log id")?,
+        None => None,
+    };
+    let last_membership: StoredMembership = match snap.get(meta_ks, KEY_MEMBERSHIP).map_err(io_err)? {
+        Some(v) => decode_io(&v, "membership")?,
+        None => StoredMembership::default(),
+    };
+    Ok(SnapshotMeta { last_log_id, last_membership })
+}
+
+/// Writes a backup of the whole state (a snapshot file, the same format Raft ships to
+/// lagging members) to `path`, streamed from a consistent view and fsynced. Blocking.
+pub(crate) fn write_backup(store: &MvccStore, path: &std::path::Path) -> io::Result<()> {
+    let snap = store.consistent_snapshot().map_err(io_err)?;
+    let meta = snapshot_meta(store, &snap)?;
+    snapshot::write(path, &meta, store.keyspaces(), &snap)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {

@@ -180,6 +180,15 @@ impl Ids {
     fn taken(&self, id: i64) -> bool {
         self.handles.contains_key(&id) || self.canceling.contains(&id)
     }
+
+    /// The lowest id from `next` on that no watch uses; later calls never return it again.
+    fn next_free(&mut self) -> i64 {
+        while self.taken(self.next) {
+            self.next += 1;
+        }
+        self.next += 1;
+        self.next - 1
+    }
 }
 
 /// A stream of watches on one node (etcd's gRPC watch stream, in Rust).
@@ -224,15 +233,18 @@ impl WatchStream {
             }
             req.watch_id
         } else {
-            while ids.taken(ids.next) {
-                ids.next += 1;
-            }
-            ids.next += 1;
-            ids.next - 1
+            ids.next_free()
         };
         let handle = self.hub.add(&self.rx.sink, id, &req)?;
         ids.handles.insert(id, handle);
         Ok(id)
+    }
+
+    /// Takes a watch id that no watch of the stream uses, without creating a watch: the
+    /// etcd server announces a watch whose start revision is compacted under such an id
+    /// before cancelling it, as etcd does.
+    pub(crate) fn unused_id(&self) -> i64 {
+        self.ids.lock().expect("watch stream lock").next_free()
     }
 
     /// Cancels a watch. Its pending responses may still be read; a final response with

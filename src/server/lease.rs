@@ -1,0 +1,129 @@
+//! etcd's Lease service.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use super::pb::etcdserverpb::{self as pb, lease_server::Lease};
+use super::{status, Shared};
+use crate::error::Error;
+use crate::mvcc::LeaseGrantRequest;
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for Shared {
+    async fn lease_grant(
+        &self,
+        req: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let r = req.into_inner();
+        self.unary("lease_grant", async {
+            let resp = self.node.lease_grant(LeaseGrantRequest { ttl: r.ttl, id: r.id }).await?;
+            Ok(pb::LeaseGrantResponse {
+                header: convert::header(resp.header),
+                id: resp.id,
+                ttl: resp.ttl,
+                error: String::new(),
+            })
+        })
+        .await
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let id = req.into_inner().id;
+        self.unary("lease_revoke", async {
+            let resp = self.node.lease_revoke(id).await?;
+            Ok(pb::LeaseRevokeResponse { header: convert::header(resp.header) })
+        })
+        .await
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    /// One response per request, in order. An unknown or expired lease is answered with
+    /// TTL 0 (not an error), as etcd does; other errors end the stream.
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut inbound = req.into_inner();
+        let node = self.node.clone();
+        let out = async_stream(move |tx| async move {
+            loop {
+                let id = match inbound.message().await {
+                    Ok(Some(r)) => r.id,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let resp = match node.lease_keep_alive(id).await {
+                    Ok(r) => pb::LeaseKeepAliveResponse { header: convert::header(r.header), id: r.id, ttl: r.ttl },
+                    Err(Error::LeaseNotFound) => {
+                        pb::LeaseKeepAliveResponse { header: convert::header(node.header_now()), id, ttl: 0 }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(out))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let r = req.into_inner();
+        self.unary("lease_time_to_live", async {
+            let resp = self.node.lease_time_to_live(r.id, r.keys).await?;
+            Ok(pb::LeaseTimeToLiveResponse {
+                header: convert::header(resp.header),
+                id: resp.id,
+                ttl: resp.ttl,
+                granted_ttl: resp.granted_ttl,
+                keys: resp.keys,
+            })
+        })
+        .await
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        self.unary("lease_leases", async {
+            let resp = self.node.lease_leases().await?;
+            Ok(pb::LeaseLeasesResponse {
+                header: convert::header(resp.header),
+                leases: resp.leases.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
+            })
+        })
+        .await
+    }
+}
+
+/// A response stream fed by a task: `f` gets the sending end of a small bounded queue
+/// (so a slow client slows its producer down) and runs on the current runtime.
+pub(crate) fn async_stream<T, F, Fut>(f: F) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
