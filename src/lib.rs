@@ -20,9 +20,10 @@
 pub mod error;
 mod lease;
 pub mod mvcc;
-pub mod server;
 mod node;
 pub(crate) mod raft;
+pub mod server;
+pub mod tls;
 pub mod watch;
 
 pub use error::{Error, Result};
