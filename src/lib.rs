@@ -40,4 +40,6 @@ mod guide_examples {
     struct RustApi;
     #[doc = include_str!("../docs/watch-and-leases.md")]
     struct WatchAndLeases;
+    #[doc = include_str!("../docs/operations.md")]
+    struct Operations;
 }

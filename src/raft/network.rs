@@ -751,3 +751,53 @@ async fn receive_snapshot(
     file.sync_data().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(sans: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn book(entries: &[(u64, &str)]) -> AddressBook {
+        let book = AddressBook::default();
+        book.write().unwrap().extend(entries.iter().map(|(id, a)| (*id, a.to_string())));
+        book
+    }
+
+    #[test]
+    fn peer_certificate_must_cover_its_members_host() {
+        let book = book(&[(1, "127.0.0.1:7001"), (2, "10.1.2.3:7001"), (3, "n3.example:7001")]);
+        let local = Some("127.0.0.1:50000".parse().unwrap());
+        let c1 = [cert(&["127.0.0.1"])];
+        let c3 = [cert(&["n3.example"])];
+        let check = |certs: &[CertificateDer<'static>], sender, claimed| {
+            verify_peer(Some(certs), local, sender, claimed, &book).map(|p| p.is_member)
+        };
+        // A member whose certificate covers its peer host.
+        assert!(check(&c1, 1, Some(1)).unwrap());
+        assert!(check(&c3, 3, None).unwrap());
+        // The same certificates claiming other members are refused, even from an address they cover.
+        let e = check(&c1, 2, Some(2)).unwrap_err().to_string();
+        assert!(e.contains("do not cover 10.1.2.3") && e.contains("10.1.2.3:7001"), "{e}");
+        assert!(check(&c1, 3, None).is_err());
+        assert!(check(&c3, 1, None).is_err());
+        // A Raft message must come from the node it names.
+        let e = check(&c1, 1, Some(2)).unwrap_err().to_string();
+        assert!(e.contains("a message of member"), "{e}");
+        // No member yet: the certificate must cover the address the connection comes from.
+        assert!(!check(&c1, 9, None).unwrap());
+        assert!(!check(&c1, 0, None).unwrap());
+        assert!(check(&c3, 9, None).is_err());
+        assert!(verify_peer(Some(&c1), None, 9, None, &book).is_err());
+        // No certificate at all.
+        assert!(verify_peer(None, local, 1, None, &book).unwrap_err().to_string().contains("no client certificate"));
+        // A verified peer checks the addresses a joining node claims.
+        let joiner = verify_peer(Some(&c1), local, 9, None, &book).unwrap();
+        assert!(joiner.covers("127.0.0.1:7009").is_ok());
+        assert!(joiner.covers("10.9.9.9:7009").is_err());
+    }
+}
