@@ -68,7 +68,8 @@ pub struct NodeConfig {
     /// `trusted_ca_file` whose subject alternative names (IP or DNS) cover the host of its
     /// member's peer address (for a node not yet a member: the address it connects from,
     /// and the peer address it asks to join with); other requests are refused and logged.
-    /// Every member of a cluster needs the same setting.
+    /// A member that moves to another host is therefore refused until it is removed and
+    /// added back with its new address. Every member of a cluster needs the same setting.
     pub peer_tls: Option<TlsFiles>,
 }
 
