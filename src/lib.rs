@@ -24,6 +24,7 @@ pub mod mvcc;
 mod node;
 pub(crate) mod raft;
 pub mod server;
+pub mod tls;
 pub mod watch;
 
 pub use error::{Error, Result};
@@ -40,4 +41,6 @@ mod guide_examples {
     struct RustApi;
     #[doc = include_str!("../docs/watch-and-leases.md")]
     struct WatchAndLeases;
+    #[doc = include_str!("../docs/operations.md")]
+    struct Operations;
 }

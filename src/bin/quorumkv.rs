@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use quorumkv::local::{local_member, LocalCluster, LOCAL_NODES_MAX};
 use quorumkv::server::{ClientServer, ServeOptions};
+use quorumkv::tls::TlsFiles;
 use quorumkv::{Bootstrap, Node, NodeConfig};
 
 const HELP: &str = "\
@@ -34,6 +35,14 @@ OPTIONS (one or two dashes; `--flag value` or `--flag=value`):
     --request-timeout MS        how long a request waits for a leader or a commit (default: 5000)
     --max-request-bytes N       largest request accepted (default: 1572864)
     --max-txn-ops N             most operations per transaction list (default: 128)
+    --cert-file FILE            client port TLS certificate (PEM)
+    --key-file FILE             client port TLS private key (PEM)
+    --trusted-ca-file FILE      CA bundle that client certificates must chain to
+    --client-cert-auth          require client certificates on the client port
+    --peer-cert-file FILE       peer port TLS certificate (PEM); also presented when dialing peers
+    --peer-key-file FILE        peer port TLS private key (PEM)
+    --peer-trusted-ca-file FILE CA bundle peers' certificates must chain to (required with peer TLS)
+    --peer-client-cert-auth     mutual TLS on the peer port: a peer's certificate must cover its member's host
     --log-level LEVEL           error, warn, info, debug or trace (default: info)
     -h, --help                  print this help
 
@@ -62,6 +71,8 @@ again on the same directory brings it back with its data.
 struct Args {
     config: NodeConfig,
     log_level: String,
+    /// TLS of the client port (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`).
+    client_tls: Option<TlsFiles>,
 }
 
 fn value<'a>(
@@ -81,6 +92,34 @@ fn strip_scheme(v: &str) -> String {
     v.trim_end_matches('/').to_string()
 }
 
+/// A boolean flag: `--flag`, `--flag=true` or `--flag=false`.
+fn boolean(flag: &str, inline: Option<&str>) -> Result<bool, String> {
+    match inline {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(v) => Err(format!("flag --{flag}: {v:?} is not true or false")),
+    }
+}
+
+/// The TLS files of one port from its flags (`prefix`: "" or "peer-"); `None` when none was given.
+fn tls_files(
+    prefix: &str,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    auth: bool,
+) -> Result<Option<TlsFiles>, String> {
+    match (cert, key) {
+        (None, None) if ca.is_none() && !auth => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            trusted_ca_file: ca.map(Into::into),
+            client_cert_auth: auth,
+            ..TlsFiles::new(cert, key)
+        })),
+        _ => Err(format!("TLS needs both --{prefix}cert-file and --{prefix}key-file")),
+    }
+}
+
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
     v.parse().map_err(|_| format!("flag --{flag}: {v:?} is not a number"))
 }
@@ -94,6 +133,9 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let mut learner = false;
     let mut log_level = "info".to_string();
     let mut tunables: Vec<(String, String)> = Vec::new();
+    // [cert, key, trusted CA] of the client port, then of the peer port.
+    let mut tls_paths: [Option<String>; 6] = Default::default();
+    let (mut client_cert_auth, mut peer_client_cert_auth) = (false, false);
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
         let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
@@ -111,6 +153,14 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             "client-addr" | "addr" => client_addrs.push(strip_scheme(&value(flag, inline, &mut it)?)),
             "learner" => learner = inline.is_none_or(|v| v == "true"),
             "log-level" => log_level = value(flag, inline, &mut it)?,
+            "cert-file" => tls_paths[0] = Some(value(flag, inline, &mut it)?),
+            "key-file" => tls_paths[1] = Some(value(flag, inline, &mut it)?),
+            "trusted-ca-file" => tls_paths[2] = Some(value(flag, inline, &mut it)?),
+            "client-cert-auth" => client_cert_auth = boolean(flag, inline)?,
+            "peer-cert-file" => tls_paths[3] = Some(value(flag, inline, &mut it)?),
+            "peer-key-file" => tls_paths[4] = Some(value(flag, inline, &mut it)?),
+            "peer-trusted-ca-file" => tls_paths[5] = Some(value(flag, inline, &mut it)?),
+            "peer-client-cert-auth" => peer_client_cert_auth = boolean(flag, inline)?,
             "initial-cluster" => {
                 let list = value(flag, inline, &mut it)?;
                 let members = list
@@ -133,6 +183,9 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let mut config = NodeConfig::new(name, data_dir, peer_addr).bootstrap(bootstrap);
     config.client_addrs = client_addrs;
     config.join_as_learner = learner;
+    let [cert, key, ca, peer_cert, peer_key, peer_ca] = tls_paths;
+    let client_tls = tls_files("", cert, key, ca, client_cert_auth)?;
+    config.peer_tls = tls_files("peer-", peer_cert, peer_key, peer_ca, peer_client_cert_auth)?;
     for (flag, v) in tunables {
         match flag.as_str() {
             "cluster-token" => config.cluster_token = v,
@@ -145,7 +198,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             _ => unreachable!("listed above"),
         }
     }
-    Ok(Some(Args { config, log_level }))
+    Ok(Some(Args { config, log_level, client_tls }))
 }
 
 fn init_logging(level: &str) {
@@ -179,6 +232,13 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&args.log_level);
+    let options = match args.client_tls.as_ref().map(TlsFiles::server_tls).transpose() {
+        Ok(tls) => ServeOptions { tls },
+        Err(e) => {
+            eprintln!("quorumkv: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
         let client_addr = args.config.client_addrs.first().cloned();
@@ -190,7 +250,7 @@ fn main() -> ExitCode {
             }
         };
         let server = match client_addr {
-            Some(addr) => match ClientServer::serve(node.clone(), &addr, ServeOptions::default()).await {
+            Some(addr) => match ClientServer::serve(node.clone(), &addr, options).await {
                 Ok(s) => Some(s),
                 Err(e) => {
                     eprintln!("quorumkv: cannot serve clients: {e}");
@@ -333,5 +393,32 @@ mod tests {
         assert!(parse_local(&args("--nodes 0")).is_err());
         assert!(parse_local(&args("--nodes 7")).is_err());
         assert!(parse_local(&args("-h")).unwrap().is_none());
+    }
+
+    #[test]
+    fn tls_flags() {
+        let a = parse(&args(
+            "--cert-file s.pem --key-file s-key.pem --trusted-ca-file ca.pem --client-cert-auth \
+             --peer-cert-file p.pem --peer-key-file=p-key.pem --peer-trusted-ca-file ca.pem --peer-client-cert-auth=true",
+        ))
+        .unwrap()
+        .unwrap();
+        let client = TlsFiles::new("s.pem", "s-key.pem").trusted_ca("ca.pem").client_cert_auth(true);
+        assert_eq!(a.client_tls, Some(client));
+        let peer = TlsFiles::new("p.pem", "p-key.pem").trusted_ca("ca.pem").client_cert_auth(true);
+        assert_eq!(a.config.peer_tls, Some(peer));
+
+        let b = parse(&args("--peer-cert-file p.pem --peer-key-file p-key.pem --peer-client-cert-auth=false"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.client_tls, None);
+        assert_eq!(b.config.peer_tls, Some(TlsFiles::new("p.pem", "p-key.pem")));
+        assert_eq!(parse(&args("--name n")).unwrap().unwrap().config.peer_tls, None);
+
+        assert!(parse(&args("--client-cert-auth=yes")).is_err());
+        let e = parse(&args("--cert-file s.pem")).err().unwrap();
+        assert!(e.contains("--cert-file and --key-file"), "{e}");
+        let e = parse(&args("--peer-key-file k.pem")).err().unwrap();
+        assert!(e.contains("--peer-cert-file and --peer-key-file"), "{e}");
     }
 }

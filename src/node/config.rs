@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::tls::TlsFiles;
 
 /// How a node with an empty data dir finds its cluster. Ignored when the data dir already
 /// holds a node: a restarted node rejoins with its persisted identity.
@@ -57,6 +58,19 @@ pub struct NodeConfig {
     /// Interval of the progress notifications sent to idle watches that asked for
     /// them (etcd: 10 minutes).
     pub watch_progress_notify_interval_ms: u64,
+    /// TLS on the peer port (etcd's `--peer-cert-file`, `--peer-key-file`,
+    /// `--peer-trusted-ca-file`, `--peer-client-cert-auth`); `None`: plain TCP.
+    ///
+    /// The node serves its peer port with `cert_file`, and dials other members over TLS,
+    /// verifying that their certificate chains to `trusted_ca_file` (required) and covers
+    /// the host of the peer address dialed; it presents `cert_file` as its client
+    /// certificate. With `client_cert_auth`, a peer must present a certificate from
+    /// `trusted_ca_file` whose subject alternative names (IP or DNS) cover the host of its
+    /// member's peer address (for a node not yet a member: the address it connects from,
+    /// and the peer address it asks to join with); other requests are refused and logged.
+    /// A member that moves to another host is therefore refused until it is removed and
+    /// added back with its new address. Every member of a cluster needs the same setting.
+    pub peer_tls: Option<TlsFiles>,
 }
 
 impl NodeConfig {
@@ -79,6 +93,7 @@ impl NodeConfig {
             max_txn_ops: 128,
             cache_size_bytes: 4 << 20,
             watch_progress_notify_interval_ms: 600_000,
+            peer_tls: None,
         }
     }
 
@@ -115,6 +130,15 @@ impl NodeConfig {
         }
         if self.request_timeout_ms == 0 || self.max_txn_ops == 0 || self.max_request_bytes == 0 {
             return bad("request_timeout_ms, max_txn_ops and max_request_bytes must be positive".into());
+        }
+        if let Some(tls) = &self.peer_tls {
+            if tls.cert_file.as_os_str().is_empty() || tls.trusted_ca_file.is_none() {
+                return bad("peer_tls needs cert_file, key_file and trusted_ca_file".into());
+            }
+            tls.load().map_err(|e| match e {
+                Error::InvalidConfig(m) => Error::InvalidConfig(format!("peer_tls: {m}")),
+                e => e,
+            })?;
         }
         match &self.bootstrap {
             Bootstrap::InitialCluster(members) => {

@@ -16,7 +16,7 @@ use super::datadir::{self, Identity};
 use super::{Node, NodeInner};
 use crate::error::{Error, Result};
 use crate::raft::codec::{decode, encode};
-use crate::raft::network::ForwardHandler;
+use crate::raft::network::{ForwardHandler, VerifiedPeer};
 use crate::raft::{MemberAddrs, Request, Response};
 
 /// A cluster member as listed by [`Node::members`].
@@ -94,10 +94,19 @@ pub(crate) struct Handler {
 }
 
 impl ForwardHandler for Handler {
-    fn handle(&self, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>> {
+    fn handle(
+        &self,
+        payload: Vec<u8>,
+        peer: Option<VerifiedPeer>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>> {
         let node = self.node.upgrade().map(|inner| Node { inner });
         Box::pin(async move {
-            let result = match (node, decode::<ForwardRequest>(&payload, "forwarded request")) {
+            let req = decode::<ForwardRequest>(&payload, "forwarded request");
+            let req = match (req, &peer) {
+                (Ok(req), Some(peer)) => check_claims(peer, &req).map(|()| req),
+                (req, _) => req,
+            };
+            let result = match (node, req) {
                 (None, _) => Err(Error::Stopped),
                 (_, Err(e)) => Err(e),
                 (Some(node), Ok(req)) => {
@@ -114,6 +123,28 @@ impl ForwardHandler for Handler {
             };
             encode(&result)
         })
+    }
+}
+
+/// With mutual TLS: what a forwarded request may claim, given who sent it. A node that
+/// joins or moves speaks for itself only at addresses its certificate covers; a member
+/// may relay such a request for another node; anything else comes from members only (a
+/// node not yet a member may only join or ask for the member list).
+fn check_claims(peer: &VerifiedPeer, req: &ForwardRequest) -> Result<()> {
+    match req {
+        ForwardRequest::Join { id, addrs, .. } | ForwardRequest::UpdateAddrs { id, addrs } if *id == peer.sender_id => {
+            addrs.peer_addrs.iter().try_for_each(|a| peer.covers(a))
+        }
+        ForwardRequest::Ping => Ok(()),
+        _ if peer.is_member => Ok(()),
+        _ => {
+            let e = Error::Transport(format!(
+                "peer certificate refused: {} (member {:016x}) is no member and may only join",
+                peer.remote, peer.sender_id
+            ));
+            tracing::warn!(error = %e, "peer request refused");
+            Err(e)
+        }
     }
 }
 

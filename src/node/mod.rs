@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::mvcc::{AppliedBatch, MvccStore, ResponseHeader};
 use crate::raft::log_store::{FsyncStats, LogStore};
-use crate::raft::network::{AddressBook, ClusterId, NetworkFactory, PeerClients, PeerService};
+use crate::raft::network::{AddressBook, ClusterId, NetworkFactory, PeerClients, PeerService, PeerTls};
 use crate::raft::state_machine::{ApplyObserver, StateMachine};
 use crate::raft::{MemberAddrs, Raft};
 use crate::watch::WatchHub;
@@ -166,6 +166,8 @@ pub(crate) struct NodeInner {
     observed: Observed,
     fsync: Arc<FsyncStats>,
     peers: Arc<PeerClients>,
+    /// The peer port's TLS, if configured.
+    peer_tls: Option<Arc<PeerTls>>,
     addresses: AddressBook,
     read_index: Arc<read_index::ReadIndexBatcher>,
 }
@@ -208,6 +210,7 @@ impl Node {
 
     async fn start_on(config: NodeConfig, runtime: Handle) -> Result<Node> {
         config.validate()?;
+        let peer_tls = config.peer_tls.as_ref().map(PeerTls::load).transpose()?;
         let lock = datadir::lock_and_check(&config.data_dir)?;
         let db = {
             let dir = config.data_dir.clone();
@@ -239,7 +242,8 @@ impl Node {
             stopped: AtomicBool::new(false),
             observed: Observed::default(),
             fsync: Arc::new(FsyncStats::default()),
-            peers: Arc::default(),
+            peers: Arc::new(PeerClients::new(peer_tls.clone())),
+            peer_tls,
             addresses: AddressBook::default(),
             read_index: Arc::default(),
             config,
@@ -280,6 +284,7 @@ impl Node {
         .validate()
         .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         let network = NetworkFactory {
+            member_id: self.inner.member_id,
             cluster_id: self.inner.cluster_id.clone(),
             addresses: self.inner.addresses.clone(),
             channels: self.inner.peers.clone(),
@@ -304,6 +309,8 @@ impl Node {
             sm,
             self.inner.cluster_id.clone(),
             Arc::new(forward::Handler { node: Arc::downgrade(&self.inner) }),
+            self.inner.addresses.clone(),
+            self.inner.peer_tls.as_ref().is_some_and(|t| t.mutual()),
         );
         let peer_service = service.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -314,17 +321,13 @@ impl Node {
                 let _ = sock.set_nodelay(true);
             })
         });
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(service.into_server())
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stop_rx.await;
-            });
-        let server_task = tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "peer server failed");
-            }
-        });
+        let stop = async {
+            let _ = stop_rx.await;
+        };
+        let server_task = match &self.inner.peer_tls {
+            None => spawn_peer_server(service, incoming, stop),
+            Some(tls) => spawn_peer_server(service, tls_incoming(incoming, tls.acceptor.clone()), stop),
+        };
         let watcher_task = tokio::spawn(watch_metrics(Arc::downgrade(&self.inner), raft.clone()));
         let hub_task = hub.spawn();
         let proposer = Arc::new(propose::Proposer::new(raft.clone()));
@@ -607,6 +610,60 @@ impl Node {
         }
         self.inner.runtime.spawn(f(self.clone())).await.map_err(Error::internal)?
     }
+}
+
+/// Serves the peer service on `incoming` until `stop` resolves.
+fn spawn_peer_server<IO>(
+    service: PeerService,
+    incoming: impl futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+{
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(incoming, stop);
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "peer server failed");
+        }
+    })
+}
+
+/// TLS handshakes of accepted peer connections, run concurrently so a slow or silent
+/// client holds up no other. A failed handshake (an untrusted or missing certificate, a
+/// client that does not speak TLS) is logged and the connection dropped.
+fn tls_incoming(
+    tcp: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> + Send + 'static
+{
+    use futures::StreamExt;
+    tcp.map(move |sock| {
+        let acceptor = acceptor.clone();
+        async move {
+            let sock = match sock {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            let remote = sock.peer_addr().map_or_else(|_| "unknown address".to_string(), |a| a.to_string());
+            match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                Ok(Ok(stream)) => Some(Ok(stream)),
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %remote, error = %e, "peer TLS handshake failed; connection refused");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %remote, "peer TLS handshake timed out; connection dropped");
+                    None
+                }
+            }
+        }
+    })
+    .buffer_unordered(64)
+    .filter_map(futures::future::ready)
 }
 
 pub(crate) fn ensure_not_async() -> Result<()> {

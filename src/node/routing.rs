@@ -77,7 +77,11 @@ impl Node {
         timeout: Duration,
     ) -> Result<ForwardReply, SendError> {
         let mut client = peer_client(self.inner.peers.get(addr).map_err(SendError::Failed)?);
-        let env = pb::Envelope { cluster_id: self.cluster_id(), payload: encode(req).into() };
+        let env = pb::Envelope {
+            cluster_id: self.cluster_id(),
+            payload: encode(req).into(),
+            sender_id: self.inner.member_id,
+        };
         let reply = match tokio::time::timeout(timeout, client.forward(env)).await {
             Err(_) => return Err(SendError::Failed(Error::Timeout)),
             Ok(Err(status)) if never_delivered(&status) => {

@@ -5,6 +5,12 @@
 //! requests from another cluster. Snapshots travel as a client stream of 1 MiB chunks read
 //! from the snapshot file, and are written to a file on the receiving side: neither side
 //! holds a snapshot in memory.
+//!
+//! With TLS on the peer port ([`PeerTls`]) every channel dials `https` with the node's
+//! trusted CA (the dialed host must be covered by the peer's certificate) and presents the
+//! node's peer certificate. With mutual TLS, [`PeerService`] also checks that the client
+//! certificate of every request covers the host of the member the request says it comes
+//! from (the envelope's `sender_id`, which must also be the node a Raft message names).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +30,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request as TonicRequest, Response as TonicResponse, Status, Streaming};
 
@@ -32,6 +39,7 @@ use super::snapshot::SnapshotFile;
 use super::state_machine::StateMachine;
 use super::{MemberAddrs, Raft, RaftSnapshot, TypeConfig, Vote};
 use crate::error::Error;
+use crate::tls::{cert_covers, host_of, LoadedTls};
 
 /// Generated protobuf code for the peer protocol.
 #[allow(missing_docs, clippy::all)]
@@ -50,10 +58,36 @@ pub(crate) const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
 /// The cluster id every envelope carries; 0 until the node knows it.
 pub(crate) type ClusterId = Arc<AtomicU64>;
 
-/// Opens a channel to a peer (connected lazily, on first use).
-pub(crate) fn peer_channel(addr: &str) -> Result<Channel, Error> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Error::InvalidArgument(format!("bad peer address {addr:?}: {e}")))?
+/// The peer port's TLS, loaded once at start.
+pub(crate) struct PeerTls {
+    /// The node's peer certificate, key and trusted CA.
+    pub files: LoadedTls,
+    /// The server side of the peer port (handshakes done by the node's accept loop).
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl PeerTls {
+    pub fn load(files: &crate::tls::TlsFiles) -> Result<Arc<Self>, Error> {
+        let files = files.load()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(files.rustls_server_config()?);
+        Ok(Arc::new(PeerTls { files, acceptor }))
+    }
+
+    /// Whether peers must present a certificate matching their member.
+    pub fn mutual(&self) -> bool {
+        self.files.client_cert_auth
+    }
+}
+
+/// Opens a channel to a peer (connected lazily, on first use): `https` when the peer
+/// port uses TLS, verifying that the peer's certificate covers the host of `addr`.
+pub(crate) fn peer_channel(addr: &str, tls: Option<&PeerTls>) -> Result<Channel, Error> {
+    let endpoint = match tls {
+        Some(tls) => tls.files.client_endpoint(addr)?,
+        None => Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::InvalidArgument(format!("bad peer address {addr:?}: {e}")))?,
+    };
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
@@ -71,15 +105,20 @@ pub(crate) fn peer_client(channel: Channel) -> PeerClient<Channel> {
 #[derive(Default)]
 pub(crate) struct PeerClients {
     channels: Mutex<HashMap<String, Channel>>,
+    tls: Option<Arc<PeerTls>>,
 }
 
 impl PeerClients {
+    pub fn new(tls: Option<Arc<PeerTls>>) -> Self {
+        PeerClients { channels: Mutex::default(), tls }
+    }
+
     pub fn get(&self, addr: &str) -> Result<Channel, Error> {
         let mut map = self.channels.lock().expect("peer clients lock");
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let c = peer_channel(addr)?;
+        let c = peer_channel(addr, self.tls.as_deref())?;
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -96,6 +135,8 @@ pub(crate) type AddressBook = Arc<std::sync::RwLock<std::collections::BTreeMap<u
 /// Creates peer connections for openraft.
 #[derive(Clone)]
 pub(crate) struct NetworkFactory {
+    /// This node's member id, sent as every envelope's `sender_id`.
+    pub member_id: u64,
     pub cluster_id: ClusterId,
     pub addresses: AddressBook,
     /// Shared with the node: one HTTP/2 connection per peer for every RPC and stream.
@@ -109,6 +150,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         let addr = node.peer_addrs.first().cloned().unwrap_or_default();
         self.addresses.write().expect("address book").entry(target).or_insert(addr);
         PeerConnection {
+            me: self.member_id,
             target,
             addr: String::new(),
             client: None,
@@ -122,6 +164,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 /// A connection to one peer.
 pub(crate) struct PeerConnection {
+    me: u64,
     target: u64,
     /// The address `client` is connected to.
     addr: String,
@@ -176,7 +219,11 @@ impl PeerConnection {
     }
 
     fn envelope<T: Serialize>(&self, msg: &T) -> Envelope {
-        Envelope { cluster_id: self.cluster_id.load(Ordering::Acquire), payload: encode(msg).into() }
+        Envelope {
+            cluster_id: self.cluster_id.load(Ordering::Acquire),
+            payload: encode(msg).into(),
+            sender_id: self.me,
+        }
     }
 
     async fn call<Req, Resp, F, Fut>(
@@ -231,8 +278,12 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             let mut client =
                 self.client().ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
             let cluster_id = self.cluster_id.clone();
-            let requests = input
-                .map(move |r| Envelope { cluster_id: cluster_id.load(Ordering::Acquire), payload: encode(&r).into() });
+            let me = self.me;
+            let requests = input.map(move |r| Envelope {
+                cluster_id: cluster_id.load(Ordering::Acquire),
+                payload: encode(&r).into(),
+                sender_id: me,
+            });
             let responses = match client.stream_append(requests).await {
                 Ok(r) => {
                     self.stream_backoff = Duration::ZERO;
@@ -340,8 +391,115 @@ fn snapshot_chunks(header: Envelope, file: tokio::fs::File) -> impl Stream<Item 
 
 /// Handles requests forwarded from followers (defined by the node layer).
 pub(crate) trait ForwardHandler: Send + Sync + 'static {
-    /// Handles one encoded request and returns the encoded reply.
-    fn handle(&self, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>>;
+    /// Handles one encoded request and returns the encoded reply. `peer` is the sender as
+    /// mutual TLS proved it (`None` without mutual TLS).
+    fn handle(
+        &self,
+        payload: Vec<u8>,
+        peer: Option<VerifiedPeer>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>>;
+}
+
+/// The sender of a request on a mutual-TLS peer port, checked against its certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifiedPeer {
+    /// The member id the sender gave.
+    pub sender_id: u64,
+    /// Whether `sender_id` is a known member (its certificate then covers its peer host;
+    /// otherwise it covers the address the connection comes from).
+    pub is_member: bool,
+    /// Where the connection comes from.
+    pub remote: String,
+    cert: CertificateDer<'static>,
+}
+
+impl VerifiedPeer {
+    /// Whether the sender's certificate covers the host of `addr` (`host:port`).
+    pub fn covers(&self, addr: &str) -> Result<(), Error> {
+        cert_covers(&self.cert, host_of(addr)).map_err(|reason| {
+            let e = refused(&self.remote, self.sender_id, &format!("{reason} (claimed peer address {addr})"));
+            tracing::warn!(error = %e, "peer request refused");
+            e
+        })
+    }
+}
+
+fn refused(remote: &str, sender: u64, reason: &str) -> Error {
+    Error::Transport(format!("peer certificate refused: {remote} (member {sender:016x}): {reason}"))
+}
+
+/// Checks the sender of a request on a mutual-TLS peer port: its certificate must cover
+/// the host of the peer address of the member it says it is (`sender_id`); a sender that is
+/// no known member yet (a joining node, or a leader not yet known to a new learner) must
+/// present a certificate covering the address its connection comes from. `claimed` is the
+/// node a Raft message names as its sender (leader or candidate): it must be `sender_id`.
+pub(crate) fn verify_peer(
+    certs: Option<&[CertificateDer<'static>]>,
+    remote: Option<std::net::SocketAddr>,
+    sender_id: u64,
+    claimed: Option<u64>,
+    addresses: &AddressBook,
+) -> Result<VerifiedPeer, Error> {
+    let remote_s = remote.map_or_else(|| "unknown address".to_string(), |r| r.to_string());
+    let check = || {
+        if let Some(c) = claimed.filter(|c| *c != sender_id) {
+            return Err(format!("sent as member {sender_id:016x} a message of member {c:016x}"));
+        }
+        let cert = certs.and_then(|c| c.first()).ok_or("no client certificate presented")?;
+        let member_addr =
+            if sender_id == 0 { None } else { addresses.read().expect("address book").get(&sender_id).cloned() };
+        let host = match (&member_addr, remote) {
+            (Some(a), _) => host_of(a).to_string(),
+            (None, Some(r)) => r.ip().to_string(),
+            (None, None) => return Err("not a member, and the connection's address is unknown".into()),
+        };
+        cert_covers(cert, &host).map_err(|reason| match &member_addr {
+            Some(a) => format!("{reason}, the host of the member's peer address {a}"),
+            None => format!("{reason}, the address of a sender that is no member yet"),
+        })?;
+        Ok(VerifiedPeer { sender_id, is_member: member_addr.is_some(), remote: remote_s.clone(), cert: cert.clone() })
+    };
+    check().map_err(|reason: String| {
+        let e = refused(&remote_s, sender_id, &reason);
+        tracing::warn!(error = %e, "peer request refused");
+        e
+    })
+}
+
+/// What mutual TLS tells about a request's connection.
+#[derive(Clone)]
+struct ConnInfo {
+    certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    remote: Option<std::net::SocketAddr>,
+}
+
+impl ConnInfo {
+    fn of<T>(req: &TonicRequest<T>) -> Self {
+        ConnInfo { certs: req.peer_certs(), remote: req.remote_addr() }
+    }
+}
+
+/// The Raft node a message says it comes from.
+trait RaftSender {
+    fn sender(&self) -> u64;
+}
+
+impl RaftSender for AppendEntriesRequest<TypeConfig> {
+    fn sender(&self) -> u64 {
+        self.vote.leader_id().node_id
+    }
+}
+
+impl RaftSender for VoteRequest<TypeConfig> {
+    fn sender(&self) -> u64 {
+        self.vote.leader_id().node_id
+    }
+}
+
+impl RaftSender for TransferLeaderRequest<TypeConfig> {
+    fn sender(&self) -> u64 {
+        self.from_leader().leader_id().node_id
+    }
 }
 
 /// What the peer service reaches while its node runs.
@@ -358,6 +516,9 @@ struct PeerParts {
 pub(crate) struct PeerService {
     parts: Arc<std::sync::RwLock<Option<PeerParts>>>,
     cluster_id: ClusterId,
+    /// Members' peer addresses: with `mutual_tls`, a sender's certificate must cover its host.
+    addresses: AddressBook,
+    mutual_tls: bool,
     forward: Arc<dyn ForwardHandler>,
     /// Becomes `true` when the node stops; ends open replication streams.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
@@ -369,10 +530,14 @@ impl PeerService {
         state_machine: StateMachine,
         cluster_id: ClusterId,
         forward: Arc<dyn ForwardHandler>,
+        addresses: AddressBook,
+        mutual_tls: bool,
     ) -> Self {
         PeerService {
             parts: Arc::new(std::sync::RwLock::new(Some(PeerParts { raft, state_machine }))),
             cluster_id,
+            addresses,
+            mutual_tls,
             forward,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
@@ -415,10 +580,20 @@ impl PeerService {
         Ok(())
     }
 
+    /// With mutual TLS, checks the sender (see [`verify_peer`]); `None` without.
+    fn verify(&self, conn: &ConnInfo, sender_id: u64, claimed: Option<u64>) -> Result<Option<VerifiedPeer>, Error> {
+        if !self.mutual_tls {
+            return Ok(None);
+        }
+        verify_peer(conn.certs.as_deref().map(|c| c.as_slice()), conn.remote, sender_id, claimed, &self.addresses)
+            .map(Some)
+    }
+
     fn reply<T: Serialize>(&self, result: Result<T, Error>) -> Result<TonicResponse<Envelope>, Status> {
         Ok(TonicResponse::new(Envelope {
             cluster_id: self.cluster_id.load(Ordering::Acquire),
             payload: encode(&result).into(),
+            sender_id: 0,
         }))
     }
 
@@ -428,17 +603,21 @@ impl PeerService {
         f: F,
     ) -> Result<TonicResponse<Envelope>, Status>
     where
-        Req: DeserializeOwned,
+        Req: DeserializeOwned + RaftSender,
         Resp: Serialize,
         F: FnOnce(Raft, Req) -> Fut,
         Fut: Future<Output = Result<Resp, E>>,
         E: std::fmt::Display,
     {
+        let conn = ConnInfo::of(&req);
         let env = req.into_inner();
         if let Err(e) = self.check_cluster(env.cluster_id) {
             return self.reply::<Resp>(Err(e));
         }
         let msg: Req = decode(&env.payload, "peer request").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Err(e) = self.verify(&conn, env.sender_id, Some(msg.sender())) {
+            return self.reply::<Resp>(Err(e));
+        }
         let result = f(self.raft()?, msg).await.map_err(|e| Error::Fatal(e.to_string()));
         self.reply(result)
     }
@@ -452,6 +631,7 @@ impl Peer for PeerService {
         &self,
         req: TonicRequest<Streaming<Envelope>>,
     ) -> Result<TonicResponse<Self::StreamAppendStream>, Status> {
+        let conn = ConnInfo::of(&req);
         let incoming = req.into_inner();
         let local = self.cluster_id.clone();
         // Requests from another cluster (or undecodable) end the stream.
@@ -466,14 +646,26 @@ impl Peer for PeerService {
             futures::future::ready(ok)
         });
         let requests = requests.filter_map(|item| {
-            futures::future::ready(
-                item.ok().and_then(|env| decode::<AppendEntriesRequest<TypeConfig>>(&env.payload, "append").ok()),
-            )
+            futures::future::ready(item.ok().and_then(|env| {
+                let msg = decode::<AppendEntriesRequest<TypeConfig>>(&env.payload, "append").ok()?;
+                Some((env.sender_id, msg))
+            }))
+        });
+        // With mutual TLS, a sender that fails the check ends the stream; a sender once
+        // verified is checked again only if its id or leader changes.
+        let service = self.clone();
+        let requests = requests.scan(None, move |verified, (sender_id, msg)| {
+            let who = (sender_id, msg.sender());
+            let ok = *verified == Some(who) || service.verify(&conn, sender_id, Some(who.1)).is_ok();
+            if ok {
+                *verified = Some(who);
+            }
+            futures::future::ready(ok.then_some(msg))
         });
         let cluster_id = self.cluster_id.clone();
         let results = self.raft()?.stream_append(requests).take_until(self.stopped()).map(move |r| {
             let r: Result<StreamAppendResult<TypeConfig>, Error> = r.map_err(|f| Error::Fatal(f.to_string()));
-            Ok(Envelope { cluster_id: cluster_id.load(Ordering::Acquire), payload: encode(&r).into() })
+            Ok(Envelope { cluster_id: cluster_id.load(Ordering::Acquire), payload: encode(&r).into(), sender_id: 0 })
         });
         Ok(TonicResponse::new(Box::pin(results)))
     }
@@ -502,6 +694,7 @@ impl Peer for PeerService {
         &self,
         req: TonicRequest<Streaming<SnapshotChunk>>,
     ) -> Result<TonicResponse<Envelope>, Status> {
+        let conn = ConnInfo::of(&req);
         let mut stream = req.into_inner();
         let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         let header = first.header.ok_or_else(|| Status::invalid_argument("snapshot stream without header"))?;
@@ -510,6 +703,9 @@ impl Peer for PeerService {
         }
         let (vote, meta): (Vote, super::SnapshotMeta) =
             decode(&header.payload, "snapshot header").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Err(e) = self.verify(&conn, header.sender_id, Some(vote.leader_id().node_id)) {
+            return self.reply::<SnapshotResponse<TypeConfig>>(Err(e));
+        }
         let path = self.state_machine()?.incoming_snapshot_path();
         let received = receive_snapshot(&path, first.data, &mut stream).await;
         if let Err(e) = received {
@@ -523,14 +719,20 @@ impl Peer for PeerService {
     }
 
     async fn forward(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+        let conn = ConnInfo::of(&req);
         let env = req.into_inner();
         if let Err(e) = self.check_cluster(env.cluster_id) {
             return self.reply::<()>(Err(e));
         }
-        let payload = self.forward.handle(env.payload.to_vec()).await;
+        let peer = match self.verify(&conn, env.sender_id, None) {
+            Ok(p) => p,
+            Err(e) => return self.reply::<()>(Err(e)),
+        };
+        let payload = self.forward.handle(env.payload.to_vec(), peer).await;
         Ok(TonicResponse::new(Envelope {
             cluster_id: self.cluster_id.load(Ordering::Acquire),
             payload: payload.into(),
+            sender_id: 0,
         }))
     }
 }
@@ -548,4 +750,54 @@ async fn receive_snapshot(
     file.flush().await?;
     file.sync_data().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(sans: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn book(entries: &[(u64, &str)]) -> AddressBook {
+        let book = AddressBook::default();
+        book.write().unwrap().extend(entries.iter().map(|(id, a)| (*id, a.to_string())));
+        book
+    }
+
+    #[test]
+    fn peer_certificate_must_cover_its_members_host() {
+        let book = book(&[(1, "127.0.0.1:7001"), (2, "10.1.2.3:7001"), (3, "n3.example:7001")]);
+        let local = Some("127.0.0.1:50000".parse().unwrap());
+        let c1 = [cert(&["127.0.0.1"])];
+        let c3 = [cert(&["n3.example"])];
+        let check = |certs: &[CertificateDer<'static>], sender, claimed| {
+            verify_peer(Some(certs), local, sender, claimed, &book).map(|p| p.is_member)
+        };
+        // A member whose certificate covers its peer host.
+        assert!(check(&c1, 1, Some(1)).unwrap());
+        assert!(check(&c3, 3, None).unwrap());
+        // The same certificates claiming other members are refused, even from an address they cover.
+        let e = check(&c1, 2, Some(2)).unwrap_err().to_string();
+        assert!(e.contains("do not cover 10.1.2.3") && e.contains("10.1.2.3:7001"), "{e}");
+        assert!(check(&c1, 3, None).is_err());
+        assert!(check(&c3, 1, None).is_err());
+        // A Raft message must come from the node it names.
+        let e = check(&c1, 1, Some(2)).unwrap_err().to_string();
+        assert!(e.contains("a message of member"), "{e}");
+        // No member yet: the certificate must cover the address the connection comes from.
+        assert!(!check(&c1, 9, None).unwrap());
+        assert!(!check(&c1, 0, None).unwrap());
+        assert!(check(&c3, 9, None).is_err());
+        assert!(verify_peer(Some(&c1), None, 9, None, &book).is_err());
+        // No certificate at all.
+        assert!(verify_peer(None, local, 1, None, &book).unwrap_err().to_string().contains("no client certificate"));
+        // A verified peer checks the addresses a joining node claims.
+        let joiner = verify_peer(Some(&c1), local, 9, None, &book).unwrap();
+        assert!(joiner.covers("127.0.0.1:7009").is_ok());
+        assert!(joiner.covers("10.9.9.9:7009").is_err());
+    }
 }
