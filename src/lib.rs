@@ -19,10 +19,11 @@
 
 pub mod error;
 mod lease;
+pub mod metrics;
 pub mod mvcc;
-pub mod server;
 mod node;
 pub(crate) mod raft;
+pub mod server;
 pub mod watch;
 
 pub use error::{Error, Result};
