@@ -29,6 +29,7 @@ OPTIONS (one or two dashes; `--flag value` or `--flag=value`):
     --request-timeout MS        how long a request waits for a leader or a commit (default: 5000)
     --max-request-bytes N       largest request accepted (default: 1572864)
     --max-txn-ops N             most operations per transaction list (default: 128)
+    --metrics-addr HOST:PORT    serve Prometheus /metrics and /health there (default: off)
     --log-level LEVEL           error, warn, info, debug or trace (default: info)
     -h, --help                  print this help
 
@@ -40,6 +41,7 @@ as the new one. The node stops (handing leadership over first) on SIGINT or SIGT
 struct Args {
     config: NodeConfig,
     log_level: String,
+    metrics_addr: Option<String>,
 }
 
 fn value<'a>(
@@ -65,6 +67,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let mut bootstrap = Bootstrap::Single;
     let mut learner = false;
     let mut log_level = "info".to_string();
+    let mut metrics_addr = None;
     let mut tunables: Vec<(String, String)> = Vec::new();
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -83,6 +86,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             "client-addr" | "addr" => client_addrs.push(value(flag, inline, &mut it)?),
             "learner" => learner = inline.is_none_or(|v| v == "true"),
             "log-level" => log_level = value(flag, inline, &mut it)?,
+            "metrics-addr" => metrics_addr = Some(value(flag, inline, &mut it)?),
             "initial-cluster" => {
                 let list = value(flag, inline, &mut it)?;
                 let members = list
@@ -117,7 +121,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             _ => unreachable!("listed above"),
         }
     }
-    Ok(Some(Args { config, log_level }))
+    Ok(Some(Args { config, log_level, metrics_addr }))
 }
 
 fn main() -> ExitCode {
@@ -144,6 +148,18 @@ fn main() -> ExitCode {
                 eprintln!("quorumkv: cannot start: {e}");
                 return ExitCode::FAILURE;
             }
+        };
+        // Kept until the node has stopped, so /health reports the stop.
+        let _metrics_server = match &args.metrics_addr {
+            Some(addr) => match quorumkv::metrics::serve(addr, node.clone(), quorumkv::metrics::Metrics::new()).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("quorumkv: {e}");
+                    let _ = node.stop().await;
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
         };
         println!("quorumkv: {} ({:016x}) ready, cluster {:016x}", node.name(), node.id(), node.cluster_id());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
@@ -185,6 +201,9 @@ mod tests {
             parse(&args("--name=m2 --peers=127.0.0.1:7001,127.0.0.1:7003 --election-timeout 500")).unwrap().unwrap();
         assert_eq!(b.config.bootstrap, Bootstrap::Join(vec!["127.0.0.1:7001".into(), "127.0.0.1:7003".into()]));
         assert_eq!(b.config.election_timeout_ms, 500);
+        assert_eq!(b.metrics_addr, None);
+        let m = parse(&args("--metrics-addr=127.0.0.1:2381")).unwrap().unwrap();
+        assert_eq!(m.metrics_addr.as_deref(), Some("127.0.0.1:2381"));
         let c = parse(&args("--initial-cluster a=127.0.0.1:1,b=127.0.0.1:2")).unwrap().unwrap();
         assert!(matches!(c.config.bootstrap, Bootstrap::InitialCluster(ref m) if m.len() == 2));
         assert!(parse(&args("--bogus 1")).is_err());
