@@ -227,3 +227,27 @@ async fn no_leader_is_unhealthy() {
     server.shutdown().await;
     node.stop().await.unwrap();
 }
+
+/// Followers count a leader change when the leader goes away and another is elected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_changes_are_counted() {
+    let spec = common::ClusterSpec::new(3);
+    let nodes = common::start_cluster(&spec).await;
+    let first = common::wait_for_leader(&nodes, Duration::from_secs(10)).await;
+    for n in &nodes {
+        let s = n.status().unwrap();
+        assert!(s.has_leader && s.leader_changes >= 1, "{s:?}");
+    }
+    let before: Vec<u64> = nodes.iter().map(|n| n.status().unwrap().leader_changes).collect();
+    nodes[common::leader_index(&nodes, first)].stop().await.unwrap();
+    let second = common::wait_for_leader(&nodes, Duration::from_secs(10)).await;
+    assert_ne!(first, second);
+    for (n, before) in nodes.iter().zip(before).filter(|(n, _)| n.is_running()) {
+        let after = n.status().unwrap().leader_changes;
+        assert!(after > before, "{}: {before} -> {after}", n.name());
+        let scraped = parse(&Metrics::new().render(n));
+        assert_eq!(scraped["quorumkv_server_leader_changes_seen_total"], after as f64);
+        assert_eq!(scraped["quorumkv_server_is_leader"], f64::from(u8::from(n.id() == second)));
+    }
+    common::stop_all(&nodes).await;
+}
