@@ -20,6 +20,7 @@
 pub mod error;
 mod lease;
 pub mod local;
+pub mod metrics;
 pub mod mvcc;
 mod node;
 pub(crate) mod raft;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use quorumkv::local::{local_member, LocalCluster, LOCAL_NODES_MAX};
+use quorumkv::metrics::Metrics;
 use quorumkv::server::{ClientServer, ServeOptions};
 use quorumkv::tls::TlsFiles;
 use quorumkv::{Bootstrap, Node, NodeConfig};
@@ -43,6 +44,7 @@ OPTIONS (one or two dashes; `--flag value` or `--flag=value`):
     --peer-key-file FILE        peer port TLS private key (PEM)
     --peer-trusted-ca-file FILE CA bundle peers' certificates must chain to (required with peer TLS)
     --peer-client-cert-auth     mutual TLS on the peer port: a peer's certificate must cover its member's host
+    --metrics-addr HOST:PORT    serve Prometheus /metrics and /health there (default: off)
     --log-level LEVEL           error, warn, info, debug or trace (default: info)
     -h, --help                  print this help
 
@@ -73,6 +75,7 @@ struct Args {
     log_level: String,
     /// TLS of the client port (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`).
     client_tls: Option<TlsFiles>,
+    metrics_addr: Option<String>,
 }
 
 fn value<'a>(
@@ -132,6 +135,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let mut bootstrap = Bootstrap::Single;
     let mut learner = false;
     let mut log_level = "info".to_string();
+    let mut metrics_addr = None;
     let mut tunables: Vec<(String, String)> = Vec::new();
     // [cert, key, trusted CA] of the client port, then of the peer port.
     let mut tls_paths: [Option<String>; 6] = Default::default();
@@ -161,6 +165,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             "peer-key-file" => tls_paths[4] = Some(value(flag, inline, &mut it)?),
             "peer-trusted-ca-file" => tls_paths[5] = Some(value(flag, inline, &mut it)?),
             "peer-client-cert-auth" => peer_client_cert_auth = boolean(flag, inline)?,
+            "metrics-addr" => metrics_addr = Some(value(flag, inline, &mut it)?),
             "initial-cluster" => {
                 let list = value(flag, inline, &mut it)?;
                 let members = list
@@ -198,7 +203,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             _ => unreachable!("listed above"),
         }
     }
-    Ok(Some(Args { config, log_level, client_tls }))
+    Ok(Some(Args { config, log_level, client_tls, metrics_addr }))
 }
 
 fn init_logging(level: &str) {
@@ -233,7 +238,7 @@ fn main() -> ExitCode {
     };
     init_logging(&args.log_level);
     let options = match args.client_tls.as_ref().map(TlsFiles::server_tls).transpose() {
-        Ok(tls) => ServeOptions { tls },
+        Ok(tls) => ServeOptions { tls, ..ServeOptions::default() },
         Err(e) => {
             eprintln!("quorumkv: cannot start: {e}");
             return ExitCode::FAILURE;
@@ -249,6 +254,20 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let metrics = Metrics::new();
+        // Kept until the node has stopped, so /health reports the stop.
+        let _metrics_server = match &args.metrics_addr {
+            Some(addr) => match quorumkv::metrics::serve(addr, node.clone(), metrics.clone()).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("quorumkv: {e}");
+                    let _ = node.stop().await;
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let options = ServeOptions { metrics: Some(metrics), ..options };
         let server = match client_addr {
             Some(addr) => match ClientServer::serve(node.clone(), &addr, options).await {
                 Ok(s) => Some(s),
@@ -377,6 +396,9 @@ mod tests {
             parse(&args("--name=m2 --peers=127.0.0.1:7001,127.0.0.1:7003 --election-timeout 500")).unwrap().unwrap();
         assert_eq!(b.config.bootstrap, Bootstrap::Join(vec!["127.0.0.1:7001".into(), "127.0.0.1:7003".into()]));
         assert_eq!(b.config.election_timeout_ms, 500);
+        assert_eq!(b.metrics_addr, None);
+        let m = parse(&args("--metrics-addr=127.0.0.1:2381")).unwrap().unwrap();
+        assert_eq!(m.metrics_addr.as_deref(), Some("127.0.0.1:2381"));
         let c = parse(&args("--initial-cluster a=127.0.0.1:1,b=127.0.0.1:2")).unwrap().unwrap();
         assert!(matches!(c.config.bootstrap, Bootstrap::InitialCluster(ref m) if m.len() == 2));
         assert!(parse(&args("--bogus 1")).is_err());

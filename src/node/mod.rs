@@ -84,6 +84,11 @@ pub struct NodeStatus {
     pub fatal_error: Option<String>,
     /// Watches open on this node.
     pub watch_count: usize,
+    /// Whether this node knows of a leader (`leader.is_some()`).
+    pub has_leader: bool,
+    /// How often this node saw the leader change to a new, known leader since it started
+    /// (the first election counts; etcd's `leader_changes_seen_total`).
+    pub leader_changes: u64,
 }
 
 /// The library's shared runtime (two worker threads: sized for small machines). Nodes may
@@ -153,6 +158,8 @@ struct Observed {
     term: AtomicU64,
     /// 0: no known leader.
     leader: AtomicU64,
+    /// Times `leader` changed to a known leader other than the previous value.
+    leader_changes: AtomicU64,
     members: RwLock<BTreeMap<u64, (MemberAddrs, bool)>>,
 }
 
@@ -475,6 +482,8 @@ impl Node {
             log_appends: self.inner.fsync.appends.load(Ordering::Relaxed),
             log_entries: self.inner.fsync.entries.load(Ordering::Relaxed),
             watch_count: running.hub.len(),
+            has_leader: m.current_leader.is_some(),
+            leader_changes: self.inner.observed.leader_changes.load(Ordering::Relaxed),
         })
     }
 
@@ -708,7 +717,11 @@ async fn watch_metrics(node: Weak<NodeInner>, raft: Raft) {
             let Some(inner) = node.upgrade() else { return };
             let m = rx.borrow_watched().clone();
             inner.observed.term.store(m.vote.leader_id.term, Ordering::Release);
-            inner.observed.leader.store(m.current_leader.unwrap_or(0), Ordering::Release);
+            let leader = m.current_leader.unwrap_or(0);
+            let previous = inner.observed.leader.swap(leader, Ordering::AcqRel);
+            if leader != 0 && leader != previous {
+                inner.observed.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
             let log_id = *m.membership_config.log_id();
             if membership_log != Some(log_id) {
                 membership_log = Some(log_id);

@@ -6,6 +6,7 @@ use super::convert;
 use super::pb::etcdserverpb::{self as pb, cluster_server::Cluster};
 use super::Shared;
 use crate::error::{Error, Result};
+use crate::metrics::RequestKind;
 use crate::Member;
 
 impl Shared {
@@ -38,7 +39,7 @@ impl Cluster for Shared {
     /// takes the added member's place (as voter, or as learner with `isLearner`).
     async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
         let r = req.into_inner();
-        self.unary("member_add", async {
+        self.unary(RequestKind::MemberAdd, async {
             let addrs = peer_addrs(&r.peer_ur_ls)?;
             let added = self.node.add_member("", &addrs[0], r.is_learner).await?;
             let mut members = self.node.members()?;
@@ -59,7 +60,7 @@ impl Cluster for Shared {
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
         let id = req.into_inner().id;
-        self.unary("member_remove", async {
+        self.unary(RequestKind::MemberRemove, async {
             self.node.remove_member(id).await?;
             let members = self.node.members()?.into_iter().filter(|m| m.id != id).collect();
             Ok(pb::MemberRemoveResponse {
@@ -75,7 +76,7 @@ impl Cluster for Shared {
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
         let r = req.into_inner();
-        self.unary("member_update", async {
+        self.unary(RequestKind::MemberUpdate, async {
             let members = self.node.update_member(r.id, peer_addrs(&r.peer_ur_ls)?).await?;
             Ok(pb::MemberUpdateResponse {
                 header: convert::header(self.node.header_now()),
@@ -90,7 +91,7 @@ impl Cluster for Shared {
         req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
         let linearizable = req.into_inner().linearizable;
-        self.unary("member_list", async {
+        self.unary(RequestKind::MemberList, async {
             if linearizable {
                 self.node.read_barrier().await?;
             }
@@ -107,7 +108,7 @@ impl Cluster for Shared {
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         let id = req.into_inner().id;
-        self.unary("member_promote", async {
+        self.unary(RequestKind::MemberPromote, async {
             self.node.promote_member(id).await?;
             let mut members = self.node.members()?;
             // The local view may trail the leader's by a moment.

@@ -9,6 +9,7 @@ use super::convert;
 use super::pb::etcdserverpb::{self as pb, lease_server::Lease};
 use super::{status, Shared};
 use crate::error::Error;
+use crate::metrics::RequestKind;
 use crate::mvcc::LeaseGrantRequest;
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
@@ -20,7 +21,7 @@ impl Lease for Shared {
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let r = req.into_inner();
-        self.unary("lease_grant", async {
+        self.unary(RequestKind::LeaseGrant, async {
             let resp = self.node.lease_grant(LeaseGrantRequest { ttl: r.ttl, id: r.id }).await?;
             Ok(pb::LeaseGrantResponse {
                 header: convert::header(resp.header),
@@ -37,7 +38,7 @@ impl Lease for Shared {
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let id = req.into_inner().id;
-        self.unary("lease_revoke", async {
+        self.unary(RequestKind::LeaseRevoke, async {
             let resp = self.node.lease_revoke(id).await?;
             Ok(pb::LeaseRevokeResponse { header: convert::header(resp.header) })
         })
@@ -54,6 +55,7 @@ impl Lease for Shared {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let mut inbound = req.into_inner();
         let node = self.node.clone();
+        let metrics = self.metrics.clone();
         let out = async_stream(move |tx| async move {
             loop {
                 let id = match inbound.message().await {
@@ -64,7 +66,8 @@ impl Lease for Shared {
                         return;
                     }
                 };
-                let resp = match node.lease_keep_alive(id).await {
+                let renewed = metrics.track(RequestKind::LeaseKeepAlive, node.lease_keep_alive(id)).await;
+                let resp = match renewed {
                     Ok(r) => pb::LeaseKeepAliveResponse { header: convert::header(r.header), id: r.id, ttl: r.ttl },
                     Err(Error::LeaseNotFound) => {
                         pb::LeaseKeepAliveResponse { header: convert::header(node.header_now()), id, ttl: 0 }
@@ -87,7 +90,7 @@ impl Lease for Shared {
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
-        self.unary("lease_time_to_live", async {
+        self.unary(RequestKind::LeaseTimeToLive, async {
             let resp = self.node.lease_time_to_live(r.id, r.keys).await?;
             Ok(pb::LeaseTimeToLiveResponse {
                 header: convert::header(resp.header),
@@ -104,7 +107,7 @@ impl Lease for Shared {
         &self,
         _: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        self.unary("lease_leases", async {
+        self.unary(RequestKind::LeaseLeases, async {
             let resp = self.node.lease_leases().await?;
             Ok(pb::LeaseLeasesResponse {
                 header: convert::header(resp.header),

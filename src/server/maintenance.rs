@@ -12,6 +12,7 @@ use super::lease::async_stream;
 use super::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 use super::{status, Shared};
 use crate::error::Error;
+use crate::metrics::RequestKind;
 
 /// Bytes per `SnapshotResponse` (etcd sends 32 KiB blobs).
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
@@ -29,7 +30,7 @@ impl Maintenance for Shared {
     async fn alarm(&self, req: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
         let r = req.into_inner();
-        self.unary("alarm", async {
+        self.unary(RequestKind::Alarm, async {
             let mut alarms = self.alarms.lock().expect("alarms lock");
             match AlarmAction::try_from(r.action).unwrap_or(AlarmAction::Get) {
                 AlarmAction::Get => {}
@@ -53,7 +54,7 @@ impl Maintenance for Shared {
     }
 
     async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        self.unary("status", async {
+        self.unary(RequestKind::Status, async {
             let s = self.node.status()?;
             Ok(pb::StatusResponse {
                 header: convert::header(self.node.header(s.revision)),
@@ -72,7 +73,7 @@ impl Maintenance for Shared {
     }
 
     async fn defragment(&self, _: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
-        self.unary("defragment", async {
+        self.unary(RequestKind::Defragment, async {
             self.node.defragment().await?;
             Ok(pb::DefragmentResponse { header: convert::header(self.node.header_now()) })
         })
@@ -81,7 +82,7 @@ impl Maintenance for Shared {
 
     /// The hash of the key-value state at the current revision (see [`crate::KvHash`]).
     async fn hash(&self, _: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
-        self.unary("hash", async {
+        self.unary(RequestKind::Hash, async {
             let h = self.node.hash_kv(0).await?;
             Ok(pb::HashResponse { header: convert::header(self.node.header(h.revision)), hash: h.hash })
         })
@@ -90,7 +91,7 @@ impl Maintenance for Shared {
 
     async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
         let revision = req.into_inner().revision;
-        self.unary("hash_kv", async {
+        self.unary(RequestKind::HashKv, async {
             let h = self.node.hash_kv(revision).await?;
             Ok(pb::HashKvResponse {
                 header: convert::header(self.node.header(h.revision)),
@@ -112,7 +113,7 @@ impl Maintenance for Shared {
         let dir = node.config().data_dir.join("backup");
         let path = dir.join(format!("backup-{}-{}.tmp", std::process::id(), rand::random::<u64>()));
         tokio::fs::create_dir_all(&dir).await.map_err(|e| status(Error::from(e)))?;
-        node.backup(&path).await.map_err(status)?;
+        self.metrics.track(RequestKind::Snapshot, node.backup(&path)).await.map_err(status)?;
         let out = async_stream(move |tx| async move {
             let result = send_file(&node, &path, &tx).await;
             let _ = tokio::fs::remove_file(&path).await;
@@ -128,7 +129,7 @@ impl Maintenance for Shared {
         req: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         let target = req.into_inner().target_id;
-        self.unary("move_leader", async {
+        self.unary(RequestKind::MoveLeader, async {
             self.node.move_leader(target).await?;
             Ok(pb::MoveLeaderResponse { header: convert::header(self.node.header_now()) })
         })

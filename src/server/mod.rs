@@ -27,12 +27,12 @@ mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, RequestKind};
 use crate::Node;
 use pb::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
@@ -47,8 +47,12 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Options of a client port beyond its address.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
-    /// TLS for the client port (rustls); `None` serves plain HTTP/2.
+    /// TLS for the client port (rustls); `None` serves plain HTTP/2. Build it from
+    /// files with [`crate::tls::TlsFiles::server_tls`].
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Where requests are counted and timed (share it with
+    /// [`crate::metrics::serve`] to export them); `None` keeps private counts.
+    pub metrics: Option<Metrics>,
 }
 
 /// A running client port. Dropping it stops serving (like [`ClientServer::stop`],
@@ -78,7 +82,7 @@ impl ClientServer {
             .map_err(Error::internal)?
             .map_err(|e| Error::Transport(format!("cannot listen on client address {addr}: {e}")))?;
         let local_addr = listener.local_addr().map_err(|e| Error::Transport(e.to_string()))?;
-        let shared = Shared::new(node, options.tls.is_some());
+        let shared = Shared::new(node, options.tls.is_some(), options.metrics.unwrap_or_default());
         let max_decode = shared.node.config().max_request_bytes + GRPC_OVERHEAD_BYTES;
         let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
         if let Some(tls) = options.tls {
@@ -145,22 +149,20 @@ pub(crate) struct Shared {
     scheme: &'static str,
     /// Alarms raised with `Alarm(ACTIVATE)` on this node: (member id, alarm type).
     alarms: Arc<Mutex<Vec<(u64, i32)>>>,
+    metrics: Metrics,
 }
 
 impl Shared {
-    fn new(node: Node, tls: bool) -> Self {
-        Shared { node, scheme: if tls { "https" } else { "http" }, alarms: Arc::default() }
+    fn new(node: Node, tls: bool, metrics: Metrics) -> Self {
+        Shared { node, scheme: if tls { "https" } else { "http" }, alarms: Arc::default(), metrics }
     }
 
     /// Runs one unary request: maps its error to etcd's status, records how it went.
-    async fn unary<T, F>(&self, kind: &'static str, fut: F) -> std::result::Result<tonic::Response<T>, Status>
+    async fn unary<T, F>(&self, kind: RequestKind, fut: F) -> std::result::Result<tonic::Response<T>, Status>
     where
         F: std::future::Future<Output = Result<T>>,
     {
-        let started = Instant::now();
-        let result = fut.await;
-        tracing::trace!(kind, elapsed_us = started.elapsed().as_micros() as u64, ok = result.is_ok(), "request");
-        result.map(tonic::Response::new).map_err(status)
+        self.metrics.track(kind, fut).await.map(tonic::Response::new).map_err(status)
     }
 }
 

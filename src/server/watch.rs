@@ -45,6 +45,7 @@ impl Watch for Shared {
             fragmented: HashSet::new(),
             max_response_bytes: self.node.config().max_request_bytes,
             require_leader,
+            metrics: self.metrics.clone(),
         };
         let inbound = req.into_inner();
         Ok(Response::new(async_stream(move |tx| session.run(inbound, tx))))
@@ -59,6 +60,7 @@ struct Session {
     /// Responses of fragmenting watches are split to stay under this size.
     max_response_bytes: usize,
     require_leader: bool,
+    metrics: crate::metrics::Metrics,
 }
 
 enum Step {
@@ -126,7 +128,13 @@ impl Session {
             req.key = vec![0];
         }
         let header = convert::header(self.node.header_now());
-        match self.stream.create(req.clone()) {
+        let timer = self.metrics.start(crate::metrics::RequestKind::WatchCreate);
+        let created = self.stream.create(req.clone());
+        match &created {
+            Ok(_) => timer.finish(crate::metrics::OK),
+            Err(e) => timer.finish_with(e),
+        }
+        match created {
             Ok(id) => {
                 if fragment {
                     self.fragmented.insert(id);
