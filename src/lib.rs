@@ -17,12 +17,14 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench;
 pub mod error;
 mod lease;
 pub mod mvcc;
-pub mod server;
 mod node;
 pub(crate) mod raft;
+pub mod server;
 pub mod watch;
 
 pub use error::{Error, Result};

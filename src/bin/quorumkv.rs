@@ -122,6 +122,9 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().is_some_and(|a| a == "bench") {
+        return quorumkv::bench::main(&argv[1..]);
+    }
     let args = match parse(&argv) {
         Ok(Some(a)) => a,
         Ok(None) => {
