@@ -27,9 +27,7 @@ pub(super) async fn run(opts: &Options) -> Result<Report, String> {
         let mut fill = opts.clone();
         fill.workload = Workload::Put;
         fill.sequential_keys = true;
-        if !opts.json {
-            eprintln!("writing the {} keys of the key space first", opts.key_space_size);
-        }
+        eprintln!("writing the {} keys of the key space first", opts.key_space_size);
         let phase = run_phase(&fill, &chans, opts.key_space_size, "fill").await;
         if phase.errors > 0 {
             return Err(format!("writing the key space failed: {:?}", phase.error_counts));
@@ -204,7 +202,7 @@ pub(super) async fn run_phase(opts: &Options, chans: &[Channel], total: u64, lab
         progress: progress.clone(),
         value: (0..opts.val_size).map(|i| b'a' + (i % 26) as u8).collect(),
     });
-    let ticker = (!opts.json).then(|| spawn_progress(label.to_string(), total, progress.clone()));
+    let ticker = spawn_progress(label.to_string(), total, progress.clone());
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let start = Instant::now();
     let clients: Vec<_> = (0..opts.clients)
@@ -225,11 +223,9 @@ pub(super) async fn run_phase(opts: &Options, chans: &[Channel], total: u64, lab
         }
     }
     phase.duration = start.elapsed();
-    if let Some(t) = ticker {
-        t.abort();
-        if std::io::stderr().is_terminal() {
-            eprintln!();
-        }
+    ticker.abort();
+    if std::io::stderr().is_terminal() && phase.duration >= Duration::from_secs(1) {
+        eprintln!(); // end the progress line
     }
     phase
 }

@@ -54,9 +54,7 @@ pub(super) async fn run(opts: &Options) -> Result<Report, String> {
         }
         watchers.push(tokio::spawn(watcher(stream, tx, target_rx.clone(), opts.timeout)));
     }
-    if !opts.json {
-        eprintln!("{} watchers created", opts.watchers);
-    }
+    eprintln!("{} watchers created", opts.watchers);
 
     let start = Instant::now();
     let mut phase = run_phase(opts, &kv_chans, opts.total, "watch (writes)").await;
