@@ -17,6 +17,8 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench;
 pub mod error;
 mod lease;
 pub mod local;

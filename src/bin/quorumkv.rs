@@ -225,6 +225,9 @@ fn main() -> ExitCode {
     if argv.first().map(String::as_str) == Some("local") {
         return local(&argv[1..]);
     }
+    if argv.first().is_some_and(|a| a == "bench") {
+        return quorumkv::bench::main(&argv[1..]);
+    }
     let args = match parse(&argv) {
         Ok(Some(a)) => a,
         Ok(None) => {
