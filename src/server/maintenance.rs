@@ -162,11 +162,8 @@ async fn send_file(
         }
         sent += filled as u64;
         sha.update(&buf[..filled]);
-        let chunk = pb::SnapshotResponse {
-            header: header.clone(),
-            remaining_bytes: size.saturating_sub(sent),
-            blob: buf[..filled].to_vec(),
-        };
+        let chunk =
+            pb::SnapshotResponse { header, remaining_bytes: size.saturating_sub(sent), blob: buf[..filled].to_vec() };
         if tx.send(Ok(chunk)).await.is_err() {
             return Ok(());
         }

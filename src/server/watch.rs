@@ -145,8 +145,7 @@ impl Session {
             // which clients turn into their "compacted" error.
             Err(Error::Compacted { compact_revision }) => {
                 let id = if req.watch_id > 0 { req.watch_id } else { self.stream.unused_id() };
-                let created =
-                    pb::WatchResponse { header: header.clone(), watch_id: id, created: true, ..Default::default() };
+                let created = pb::WatchResponse { header, watch_id: id, created: true, ..Default::default() };
                 if let Step::End = send(tx, created).await {
                     return Step::End;
                 }
