@@ -185,7 +185,11 @@ impl Node {
                 ForwardRequest::Remove { id } => self.remove_as_leader(id).await,
                 ForwardRequest::Ping => Ok(self.members_reply()),
                 ForwardRequest::Register { id, addrs, learner } => {
-                    if self.inner.observed.members.read().expect("members lock").contains_key(&id) {
+                    let members = self.inner.observed.members.read().expect("members lock").clone();
+                    let taken = members.iter().any(|(other, (a, _))| {
+                        *other == id || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p))
+                    });
+                    if taken {
                         return Err(Error::PeerAddrExists);
                     }
                     raft.add_learner(id, addrs, false).await.map_err(write_error)?;
@@ -250,29 +254,15 @@ impl Node {
         }
         let raft = self.running()?.raft.clone();
         let existing = self.inner.observed.members.read().expect("members lock").clone();
-        let mut claimed = None;
-        for (other, (a, is_voter)) in &existing {
-            let same_peer = a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p));
-            if *other == id || !(a.name == addrs.name || same_peer) {
-                continue;
+        for (other, (a, _)) in &existing {
+            let clash = a.name == addrs.name || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p));
+            if *other != id && clash {
+                return Err(Error::PeerAddrExists);
             }
-            // A member added by address only (etcd's `MemberAdd` before the node starts):
-            // the node starting on that address takes its place, as voter or learner.
-            if a.name.is_empty() && same_peer && claimed.is_none() {
-                claimed = Some((*other, *is_voter));
-                continue;
-            }
-            return Err(Error::PeerAddrExists);
         }
-        let learner = learner || claimed.is_some_and(|(_, is_voter)| !is_voter);
-        if let Some((other, is_voter)) = claimed {
-            let change = if is_voter {
-                ChangeMembers::RemoveVoters(BTreeSet::from([other]))
-            } else {
-                ChangeMembers::RemoveNodes(BTreeSet::from([other]))
-            };
-            raft.change_membership(change, false).await.map_err(write_error)?;
-        }
+        // A member added as a learner before it started (etcd `MemberAdd --learner`)
+        // joins as one, and waits for `MemberPromote`.
+        let learner = learner || existing.get(&id).is_some_and(|(_, is_voter)| !is_voter);
         match existing.get(&id) {
             Some((current, _)) if current != &addrs => {
                 raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, addrs.clone())])), false)

@@ -236,7 +236,14 @@ impl Node {
                 (id, false)
             }
             None => {
-                let id = new_identity(&config);
+                let mut id = new_identity(&config);
+                if let Bootstrap::Join(peers) = &config.bootstrap {
+                    let clients = PeerClients::new(peer_tls.clone());
+                    if let Some(added) = routing::preassigned_id(&clients, peers, &config.peer_addr).await {
+                        tracing::info!(id = format_args!("{added:016x}"), "taking the member added for this address");
+                        id.member_id = added;
+                    }
+                }
                 datadir::save_identity(&db, &identity_ks, &id)?;
                 (id, true)
             }

@@ -12,6 +12,34 @@ use crate::error::{Error, Result};
 use crate::raft::codec::{decode, encode};
 use crate::raft::network::{pb, peer_client};
 
+/// The id of a member added by peer address alone (etcd's `MemberAdd` before the node
+/// starts) at `peer_addr`, asked of the first of `peers` that answers; `None` when there
+/// is none (or nobody answers: the join itself then reports that).
+pub(crate) async fn preassigned_id(
+    clients: &crate::raft::network::PeerClients,
+    peers: &[String],
+    peer_addr: &str,
+) -> Option<u64> {
+    for addr in peers {
+        let Ok(channel) = clients.get(addr) else { continue };
+        let env = pb::Envelope { cluster_id: 0, payload: encode(&ForwardRequest::Ping).into(), sender_id: 0 };
+        let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), peer_client(channel).forward(env)).await
+        else {
+            continue;
+        };
+        let Ok(Ok(ForwardReply::Members { members, .. })) =
+            decode::<Result<ForwardReply>>(&reply.into_inner().payload, "members")
+        else {
+            return None;
+        };
+        return members
+            .into_iter()
+            .find(|m| m.name.is_empty() && m.peer_addrs.iter().any(|a| a == peer_addr))
+            .map(|m| m.id);
+    }
+    None
+}
+
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {

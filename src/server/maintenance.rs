@@ -16,6 +16,10 @@ use crate::metrics::RequestKind;
 
 /// Bytes per `SnapshotResponse` (etcd sends 32 KiB blobs).
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
+/// etcd's snapshots are page-aligned database files, and etcdctl finds the SHA-256
+/// trailer by that alignment (`size % 512 == 32`): the backup is padded with zero bytes
+/// to a multiple of this before the trailer.
+const SNAPSHOT_ALIGN_BYTES: u64 = 512;
 
 /// The etcd API level quorumkv speaks, reported as `version` in `Status`: etcd clients
 /// gate features on it.
@@ -104,8 +108,9 @@ impl Maintenance for Shared {
 
     type SnapshotStream = SnapshotStream;
 
-    /// Streams a consistent backup of the node's state in 32 KiB blobs, then etcd's
-    /// integrity trailer: one last blob holding the SHA-256 of every byte before it. The
+    /// Streams a consistent backup of the node's state in 32 KiB blobs, zero-padded to a
+    /// multiple of 512 bytes as etcd's are, then etcd's integrity trailer: one last blob
+    /// holding the SHA-256 of every byte before it. The
     /// backup is staged in a file under the data dir (never held in memory) and removed
     /// when the stream ends.
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
@@ -143,23 +148,28 @@ async fn send_file(
     tx: &tokio::sync::mpsc::Sender<Result<pb::SnapshotResponse, Status>>,
 ) -> crate::Result<()> {
     let mut file = tokio::fs::File::open(path).await?;
-    let size = file.metadata().await?.len();
+    let file_size = file.metadata().await?.len();
+    let size = file_size.div_ceil(SNAPSHOT_ALIGN_BYTES) * SNAPSHOT_ALIGN_BYTES;
     let header = convert::header(node.header_now());
     let mut sha = Sha256::new();
     let mut sent = 0u64;
     let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
     while sent < size {
+        let want = buf.len().min((size - sent) as usize);
         let mut filled = 0;
-        while filled < buf.len() {
-            let n = file.read(&mut buf[filled..]).await?;
+        while filled < want {
+            let n = file.read(&mut buf[filled..want]).await?;
             if n == 0 {
                 break;
             }
             filled += n;
         }
-        if filled == 0 {
+        if sent + (filled as u64) < file_size && filled < want {
             return Err(Error::Storage(format!("backup {} ended early", path.display())));
         }
+        // Past the end of the file: the alignment padding.
+        buf[filled..want].fill(0);
+        let filled = want;
         sent += filled as u64;
         sha.update(&buf[..filled]);
         let chunk =
