@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::mvcc::{AppliedBatch, MvccStore, ResponseHeader};
 use crate::raft::log_store::{FsyncStats, LogStore};
-use crate::raft::network::{AddressBook, ClusterId, NetworkFactory, PeerClients, PeerService, PeerTls};
+use crate::raft::network::{AddressBook, ClusterId, LeaderContact, NetworkFactory, PeerClients, PeerService, PeerTls};
 use crate::raft::state_machine::{ApplyObserver, StateMachine};
 use crate::raft::{MemberAddrs, Raft};
 use crate::watch::WatchHub;
@@ -177,6 +177,7 @@ pub(crate) struct NodeInner {
     peer_tls: Option<Arc<PeerTls>>,
     addresses: AddressBook,
     read_index: Arc<read_index::ReadIndexBatcher>,
+    leader_contact: Arc<LeaderContact>,
 }
 
 /// A handle to a running (or stopped) node. Cloning is cheap; all clones are the same node.
@@ -260,6 +261,7 @@ impl Node {
             peer_tls,
             addresses: AddressBook::default(),
             read_index: Arc::default(),
+            leader_contact: Arc::default(),
             config,
         });
         let node = Node { inner };
@@ -325,6 +327,7 @@ impl Node {
             Arc::new(forward::Handler { node: Arc::downgrade(&self.inner) }),
             self.inner.addresses.clone(),
             self.inner.peer_tls.as_ref().is_some_and(|t| t.mutual()),
+            self.inner.leader_contact.clone(),
         );
         let peer_service = service.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -450,6 +453,21 @@ impl Node {
         }
     }
 
+    /// Whether the node has a leader that is alive: it leads and a quorum acknowledged it
+    /// recently, or it follows a leader it heard from recently (within three election
+    /// timeouts). [`Node::leader`] may keep naming a leader that is gone while no new one
+    /// can be elected; etcd's "no leader" is decided here.
+    pub fn has_live_leader(&self) -> bool {
+        let Some(leader) = self.leader() else { return false };
+        let Ok(running) = self.running() else { return false };
+        let window = Duration::from_millis(self.inner.config.election_timeout_ms.saturating_mul(3));
+        if leader == self.inner.member_id {
+            let acked = running.raft.metrics().borrow_watched().last_quorum_acked.clone();
+            return acked.is_some_and(|t| openraft::Instant::elapsed(&*t) < window);
+        }
+        self.inner.leader_contact.since().is_some_and(|d| d < window)
+    }
+
     /// Whether the node is running (not stopped).
     pub fn is_running(&self) -> bool {
         self.running().is_ok()
@@ -489,7 +507,7 @@ impl Node {
             log_appends: self.inner.fsync.appends.load(Ordering::Relaxed),
             log_entries: self.inner.fsync.entries.load(Ordering::Relaxed),
             watch_count: running.hub.len(),
-            has_leader: m.current_leader.is_some(),
+            has_leader: self.has_live_leader(),
             leader_changes: self.inner.observed.leader_changes.load(Ordering::Relaxed),
         })
     }

@@ -512,6 +512,36 @@ struct PeerParts {
 /// and those may outlive the node briefly: they reach Raft and storage only through
 /// `parts`, which [`PeerService::detach`] empties when the node stops, so no connection
 /// keeps the data dir open.
+/// When this node last heard from a leader (an append or a heartbeat). Raft keeps
+/// naming the last leader while a pre-vote round fails, so "has a live leader" is
+/// decided from this.
+#[derive(Debug)]
+pub(crate) struct LeaderContact {
+    base: std::time::Instant,
+    /// Milliseconds after `base` of the last contact, plus one (0: never).
+    last_ms: AtomicU64,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact { base: std::time::Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+}
+
+impl LeaderContact {
+    fn touch(&self) {
+        self.last_ms.store(self.base.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+    }
+
+    /// Time since the last contact; `None` if there was none.
+    pub(crate) fn since(&self) -> Option<Duration> {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.base.elapsed().saturating_sub(Duration::from_millis(ms - 1))),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct PeerService {
     parts: Arc<std::sync::RwLock<Option<PeerParts>>>,
@@ -522,6 +552,7 @@ pub(crate) struct PeerService {
     forward: Arc<dyn ForwardHandler>,
     /// Becomes `true` when the node stops; ends open replication streams.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    leader_contact: Arc<LeaderContact>,
 }
 
 impl PeerService {
@@ -532,6 +563,7 @@ impl PeerService {
         forward: Arc<dyn ForwardHandler>,
         addresses: AddressBook,
         mutual_tls: bool,
+        leader_contact: Arc<LeaderContact>,
     ) -> Self {
         PeerService {
             parts: Arc::new(std::sync::RwLock::new(Some(PeerParts { raft, state_machine }))),
@@ -540,6 +572,7 @@ impl PeerService {
             mutual_tls,
             forward,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            leader_contact,
         }
     }
 
@@ -659,6 +692,7 @@ impl Peer for PeerService {
             let ok = *verified == Some(who) || service.verify(&conn, sender_id, Some(who.1)).is_ok();
             if ok {
                 *verified = Some(who);
+                service.leader_contact.touch();
             }
             futures::future::ready(ok.then_some(msg))
         });
@@ -671,6 +705,7 @@ impl Peer for PeerService {
     }
 
     async fn append_entries(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+        self.leader_contact.touch();
         self.raft_call(req, |raft, msg: AppendEntriesRequest<TypeConfig>| async move { raft.append_entries(msg).await })
             .await
     }

@@ -35,7 +35,7 @@ impl Watch for Shared {
 
     async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         let require_leader = req.metadata().get(REQUIRE_LEADER_KEY).is_some_and(|v| v.as_bytes() == b"true");
-        if require_leader && self.node.leader().is_none() {
+        if require_leader && !self.node.has_live_leader() {
             return Err(status(Error::NoLeader));
         }
         let stream = self.node.watch_stream().map_err(status)?;
@@ -90,7 +90,7 @@ impl Session {
                     None => Step::End,
                 },
                 _ = leader_check.tick(), if self.require_leader => {
-                    if self.node.leader().is_none() {
+                    if !self.node.has_live_leader() {
                         let _ = tx.send(Err(status(Error::NoLeader))).await;
                         Step::End
                     } else {
