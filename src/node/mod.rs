@@ -462,7 +462,7 @@ impl Node {
         let Ok(running) = self.running() else { return false };
         let window = Duration::from_millis(self.inner.config.election_timeout_ms.saturating_mul(3));
         if leader == self.inner.member_id {
-            let acked = running.raft.metrics().borrow_watched().last_quorum_acked.clone();
+            let acked = running.raft.metrics().borrow_watched().last_quorum_acked;
             return acked.is_some_and(|t| openraft::Instant::elapsed(&*t) < window);
         }
         self.inner.leader_contact.since().is_some_and(|d| d < window)
