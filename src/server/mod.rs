@@ -95,7 +95,13 @@ impl ClientServer {
             .add_service(ClusterServer::new(shared.clone()).max_decoding_message_size(max_decode))
             .add_service(MaintenanceServer::new(shared).max_decoding_message_size(max_decode));
         let (tx, rx) = oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // The builder's tcp_nodelay does not reach sockets from a custom incoming stream;
+        // without it every small response waits for Nagle + delayed ACK (~40 ms).
+        let incoming = futures::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+            s.inspect(|sock| {
+                let _ = sock.set_nodelay(true);
+            })
+        });
         let task = runtime.spawn(async move {
             let shutdown = async {
                 let _ = rx.await;
