@@ -314,7 +314,8 @@ impl Etcdctl {
     /// A transaction without conditions doing `ops` (etcdctl txn lines: `put K V`, `del K`),
     /// which must succeed.
     pub fn txn(&self, endpoints: &str, ops: &[String]) {
-        let input = format!("\n{}\n\n", ops.join("\n"));
+        // Empty conditions, the operations, no failure operations: each list ends with a blank line.
+        let input = format!("\n{}\n\n\n", ops.join("\n"));
         let out = self.run_input(endpoints, &["txn"], &input).ok();
         assert!(out.starts_with("SUCCESS"), "txn through {endpoints}: {out}");
     }
