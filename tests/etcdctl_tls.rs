@@ -11,11 +11,10 @@ use std::time::Duration;
 use interop::*;
 
 /// Flags of a one-node quorumkv with its client port at `client`.
-fn single_node_args(dir: &Path, name: &str, client: &str, tls: &[String]) -> Vec<String> {
+fn single_node_args(dir: &Path, name: &str, peer: &str, client: &str, tls: &[String]) -> Vec<String> {
     let data_dir = path_str(&dir.join(name));
-    let mut args: Vec<String> = ["--name", name, "--data-dir", &data_dir, "--peer-addr", &loopback(), "--client-addr"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> =
+        ["--name", name, "--data-dir", &data_dir, "--peer-addr", peer, "--client-addr"].map(String::from).to_vec();
     args.push(client.to_string());
     args.extend(["--election-timeout", "300", "--heartbeat-interval", "50", "--log-level", "warn"].map(String::from));
     args.extend(tls.iter().cloned());
@@ -46,17 +45,17 @@ fn client_port_with_server_tls() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "ca");
     let server = ca.leaf("server", &["127.0.0.1", "localhost"]);
-    let client = loopback();
+    let (peer, client) = (loopback(), loopback());
     let tls = vec!["--cert-file".into(), path_str(&server.cert), "--key-file".into(), path_str(&server.key)];
-    let _node = start_quorumkv("tls1", &single_node_args(dir.path(), "tls1", &client, &tls), dir.path());
+    let _node = start_quorumkv("tls1", &single_node_args(dir.path(), "tls1", &peer, &client, &tls), dir.path());
     let https = format!("https://{client}");
     let ctl = Etcdctl::new(&tools).with(&["--cacert", &path_str(&ca.cert_path())]);
 
     ctl.put(&https, "k", "secret");
     assert_eq!(ctl.get(&https, "k").unwrap().as_deref(), Some("secret"));
-    // The member list shows the client URL as https.
+    // The member list shows the client URL as https, and the (plaintext) peer URL as http.
     let members = ctl.run(&https, &["member", "list"]).ok();
-    assert!(members.contains(&format!(", {https}, ")), "{members}");
+    assert!(members.contains(&format!(", started, tls1, http://{peer}, {https}, false")), "{members}");
 
     // Plain HTTP/2 to the TLS port fails; so does TLS without trusting the server's CA,
     // or trusting a CA that did not sign the server's certificate.
@@ -93,7 +92,7 @@ fn client_port_with_mutual_tls() {
     ]
     .map(String::from)
     .to_vec();
-    let _node = start_quorumkv("mtls1", &single_node_args(dir.path(), "mtls1", &client, &tls), dir.path());
+    let _node = start_quorumkv("mtls1", &single_node_args(dir.path(), "mtls1", &loopback(), &client, &tls), dir.path());
     let https = format!("https://{client}");
     let trusting = Etcdctl::new(&tools).with(&["--cacert", &path_str(&ca.cert_path())]);
     let ctl = trusting.with(&["--cert", &path_str(&good.cert), "--key", &path_str(&good.key)]);
@@ -193,11 +192,10 @@ fn cluster_with_peer_and_client_mutual_tls() {
         }
     });
     let members = ctl.run(&endpoints[1], &["member", "list"]).ok();
+    // Peer and client URLs are https: both ports serve TLS.
     for (i, name) in names.iter().enumerate() {
-        assert!(
-            members.lines().any(|l| l.contains(&format!(", started, {name}, ")) && l.contains(&endpoints[i])),
-            "{name} in\n{members}"
-        );
+        let row = format!("started, {name}, https://{}, {}, false", peers[i], endpoints[i]);
+        assert!(members.lines().any(|l| l.split_once(", ").is_some_and(|(_, r)| r == row)), "{row} in\n{members}");
     }
 
     // A write through one member, read through another (linearizable) and the third's own copy.
