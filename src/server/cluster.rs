@@ -11,7 +11,7 @@ use crate::Member;
 
 impl Shared {
     fn members_pb(&self, members: Vec<Member>) -> Vec<pb::Member> {
-        members.into_iter().map(|m| convert::member(m, self.scheme)).collect()
+        members.into_iter().map(|m| convert::member(m, self.schemes)).collect()
     }
 
     fn current_members(&self) -> Result<Vec<pb::Member>> {
@@ -48,7 +48,7 @@ impl Cluster for Shared {
             }
             Ok(pb::MemberAddResponse {
                 header: convert::header(self.node.header_now()),
-                member: Some(convert::member(added, self.scheme)),
+                member: Some(convert::member(added, self.schemes)),
                 members: self.members_pb(members),
             })
         })

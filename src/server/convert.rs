@@ -194,12 +194,27 @@ pub(crate) fn watch_response(r: WatchResponse) -> pb::WatchResponse {
     }
 }
 
-pub(crate) fn member(m: crate::Member, scheme: &str) -> pb::Member {
+/// The URL schemes of a member's client and peer addresses. Each port has its own TLS
+/// setting (as etcd's `--cert-file` and `--peer-cert-file`), so each has its own scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Schemes {
+    pub client: &'static str,
+    pub peer: &'static str,
+}
+
+impl Schemes {
+    pub fn new(client_tls: bool, peer_tls: bool) -> Self {
+        let scheme = |tls| if tls { "https" } else { "http" };
+        Schemes { client: scheme(client_tls), peer: scheme(peer_tls) }
+    }
+}
+
+pub(crate) fn member(m: crate::Member, schemes: Schemes) -> pb::Member {
     pb::Member {
         id: m.id,
         name: m.name,
-        peer_ur_ls: m.peer_addrs.iter().map(|a| url(a, scheme)).collect(),
-        client_ur_ls: m.client_addrs.iter().map(|a| url(a, scheme)).collect(),
+        peer_ur_ls: m.peer_addrs.iter().map(|a| url(a, schemes.peer)).collect(),
+        client_ur_ls: m.client_addrs.iter().map(|a| url(a, schemes.client)).collect(),
         is_learner: m.is_learner,
     }
 }
@@ -228,6 +243,27 @@ pub(crate) fn addr_of_url(u: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_and_client_urls_take_their_own_ports_scheme() {
+        let m = crate::Member {
+            id: 7,
+            name: "n1".into(),
+            peer_addrs: vec!["127.0.0.1:2380".into()],
+            client_addrs: vec!["127.0.0.1:2379".into()],
+            is_learner: false,
+        };
+        let urls = |client_tls, peer_tls| {
+            let pb = member(m.clone(), Schemes::new(client_tls, peer_tls));
+            (pb.client_ur_ls[0].clone(), pb.peer_ur_ls[0].clone())
+        };
+        let (plain_client, tls_client) = ("http://127.0.0.1:2379", "https://127.0.0.1:2379");
+        let (plain_peer, tls_peer) = ("http://127.0.0.1:2380", "https://127.0.0.1:2380");
+        assert_eq!(urls(false, false), (plain_client.into(), plain_peer.into()));
+        assert_eq!(urls(true, false), (tls_client.into(), plain_peer.into()));
+        assert_eq!(urls(false, true), (plain_client.into(), tls_peer.into()));
+        assert_eq!(urls(true, true), (tls_client.into(), tls_peer.into()));
+    }
 
     #[test]
     fn urls_and_addresses() {

@@ -151,8 +151,9 @@ impl Drop for ClientServer {
 #[derive(Clone)]
 pub(crate) struct Shared {
     node: Node,
-    /// URL scheme addresses are shown with (`http` or `https`).
-    scheme: &'static str,
+    /// URL schemes members' addresses are shown with (`http` or `https`): the client
+    /// port's for client URLs, the peer port's for peer URLs.
+    schemes: convert::Schemes,
     /// Alarms raised with `Alarm(ACTIVATE)` on this node: (member id, alarm type).
     alarms: Arc<Mutex<Vec<(u64, i32)>>>,
     metrics: Metrics,
@@ -160,7 +161,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn new(node: Node, tls: bool, metrics: Metrics) -> Self {
-        Shared { node, scheme: if tls { "https" } else { "http" }, alarms: Arc::default(), metrics }
+        let schemes = convert::Schemes::new(tls, node.config().peer_tls.is_some());
+        Shared { node, schemes, alarms: Arc::default(), metrics }
     }
 
     /// Runs one unary request: maps its error to etcd's status, records how it went.
