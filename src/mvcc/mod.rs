@@ -13,3 +13,14 @@ pub(crate) use leases::{LeaseChange, LeaseRecord, MAX_LEASE_TTL_SECS};
 pub(crate) use store::{AppliedBatch, Applier, MvccKeyspaces};
 pub use store::{MvccStore, WriteCommand, WriteResponse};
 pub use types::*;
+
+/// Memtable size of the keyspaces that take every write (the MVCC keyspaces and the Raft
+/// log). fjall's default is 64 MiB per keyspace, held in memory until flushed: after a
+/// burst of writes that is most of a node's resident set. 4 MiB keeps a node small and
+/// still flushes in large sequential segments.
+pub(crate) const MEMTABLE_BYTES: u64 = 4 << 20;
+
+/// Options of the keyspaces that take every write.
+pub(crate) fn keyspace_options() -> fjall::KeyspaceCreateOptions {
+    fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+}

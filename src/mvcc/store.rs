@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+use fjall::{Database, Keyspace, Readable};
 
 use crate::error::{Error, Result};
 use crate::mvcc::encoding::{decode, encode, hist_key, hist_prefix, rev_key, split_hist_key, HistRecord, LiveRecord};
@@ -80,7 +80,7 @@ pub(crate) struct MvccKeyspaces {
 
 impl MvccKeyspaces {
     pub fn open(db: &Database) -> Result<Self> {
-        let opts = KeyspaceCreateOptions::default;
+        let opts = crate::mvcc::keyspace_options;
         Ok(MvccKeyspaces {
             kv: db.keyspace("mvcc_kv", opts)?,
             hist: db.keyspace("mvcc_hist", opts)?,

@@ -178,6 +178,8 @@ pub(crate) struct NodeInner {
     addresses: AddressBook,
     read_index: Arc<read_index::ReadIndexBatcher>,
     leader_contact: Arc<LeaderContact>,
+    /// Background chores of this incarnation (publishing addresses), aborted on stop.
+    chores: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// A handle to a running (or stopped) node. Cloning is cheap; all clones are the same node.
@@ -262,6 +264,7 @@ impl Node {
             addresses: AddressBook::default(),
             read_index: Arc::default(),
             leader_contact: Arc::default(),
+            chores: std::sync::Mutex::default(),
             config,
         });
         let node = Node { inner };
@@ -377,7 +380,9 @@ impl Node {
                     self.verify_cluster(peers).await?;
                 }
             }
-            self.spawn_address_update(identity.clone());
+            if identity.peer_addr != cfg.peer_addr || !cfg.client_addrs.is_empty() {
+                self.spawn_address_update(identity.clone());
+            }
             return Ok(());
         }
         let me = self.addrs();
@@ -548,6 +553,9 @@ impl Node {
         };
         // New requests fail with `Stopped` from here on; leadership is handed over first.
         self.inner.stopped.store(true, Ordering::Release);
+        for chore in self.inner.chores.lock().expect("chores lock").drain(..) {
+            chore.abort();
+        }
         if hand_over {
             self.transfer_leadership(&running).await;
         }

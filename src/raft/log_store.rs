@@ -63,7 +63,7 @@ fn index_key(index: u64) -> [u8; 8] {
 impl LogStore {
     /// Opens the log keyspaces of `db` and starts the flusher thread.
     pub fn open(db: Database, stats: Arc<FsyncStats>) -> crate::Result<Self> {
-        let log = db.keyspace("raft_log", KeyspaceCreateOptions::default)?;
+        let log = db.keyspace("raft_log", crate::mvcc::keyspace_options)?;
         let meta = db.keyspace("raft_meta", KeyspaceCreateOptions::default)?;
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
         let flusher_db = db.clone();
