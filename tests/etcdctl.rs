@@ -411,8 +411,16 @@ fn member_commands() {
     let added = ok(&all, &["member", "add", "n4", &format!("--peer-urls=http://{peer}"), "--learner"]);
     let id = added.split_whitespace().nth(1).unwrap().to_string();
     assert!(added.contains("added to cluster"), "{added}");
-    let table = ok(&all, &["member", "list"]);
-    assert!(table.contains(&format!("{id}, unstarted, , http://{peer}, , true")), "{table}");
+    let unstarted = format!("{id}, unstarted, , http://{peer}, , true");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let table = ok(&all, &["member", "list"]);
+        if table.contains(&unstarted) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{table}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(fails(&all, &["member", "add", "again", &format!("--peer-urls=http://{peer}")])
         .contains("Peer URLs already exists"));
 

@@ -86,14 +86,19 @@ impl Cluster for Shared {
         .await
     }
 
+    /// The membership as this member knows it after catching up with the leader, so a
+    /// `member add` made through another member shows at once; without a live leader,
+    /// the local view (an error if the client asked for a linearizable list).
     async fn member_list(
         &self,
         req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
         let linearizable = req.into_inner().linearizable;
         self.unary(RequestKind::MemberList, async {
-            if linearizable {
+            if linearizable || self.node.has_live_leader() {
                 self.node.read_barrier().await?;
+                // The membership view follows the log through the metrics observer.
+                tokio::task::yield_now().await;
             }
             Ok(pb::MemberListResponse {
                 header: convert::header(self.node.header_now()),
