@@ -89,6 +89,17 @@ fn value<'a>(
     }
 }
 
+/// A flag argument as (name, inline value): `--flag`, `-flag`, `--flag=v`, `-flag=v`.
+fn split_flag(arg: &str) -> Result<(&str, Option<&str>), String> {
+    let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+        return Err(format!("unexpected argument {arg:?}"));
+    };
+    Ok(match stripped.split_once('=') {
+        Some((f, v)) => (f, Some(v)),
+        None => (stripped, None),
+    })
+}
+
 /// `http://host:port` as `host:port` (etcd's flags take URLs).
 fn strip_scheme(v: &str) -> String {
     let v = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://")).unwrap_or(v);
@@ -142,13 +153,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let (mut client_cert_auth, mut peer_client_cert_auth) = (false, false);
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
-        let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            return Err(format!("unexpected argument {arg:?}"));
-        };
-        let (flag, inline) = match stripped.split_once('=') {
-            Some((f, v)) => (f, Some(v)),
-            None => (stripped, None),
-        };
+        let (flag, inline) = split_flag(arg)?;
         match flag {
             "h" | "help" => return Ok(None),
             "name" => name = value(flag, inline, &mut it)?,
@@ -312,13 +317,7 @@ fn parse_local(argv: &[String]) -> Result<Option<LocalArgs>, String> {
     let mut args = LocalArgs { nodes: 3, dir: "quorumkv-local".into(), log_level: "warn".into() };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
-        let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            return Err(format!("unexpected argument {arg:?}"));
-        };
-        let (flag, inline) = match stripped.split_once('=') {
-            Some((f, v)) => (f, Some(v)),
-            None => (stripped, None),
-        };
+        let (flag, inline) = split_flag(arg)?;
         match flag {
             "h" | "help" => return Ok(None),
             "nodes" => args.nodes = number(flag, &value(flag, inline, &mut it)?)?,

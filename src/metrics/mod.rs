@@ -229,30 +229,9 @@ impl ResultLabel for tonic::Status {
 }
 
 impl ResultLabel for Error {
-    /// The gRPC code etcd answers this error with (see etcd's `rpctypes`).
+    /// The gRPC code etcd answers this error with (see [`crate::server::grpc_code`]).
     fn result_label(&self) -> &'static str {
-        use tonic::Code;
-        let code = match self {
-            Error::EmptyKey
-            | Error::KeyNotFound
-            | Error::ValueProvided
-            | Error::LeaseProvided
-            | Error::TooManyOps { .. }
-            | Error::DuplicateKey
-            | Error::RequestTooLarge { .. }
-            | Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::Compacted { .. } | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
-            Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
-            Error::LeaseExists
-            | Error::PeerAddrExists
-            | Error::NotLeader { .. }
-            | Error::MembershipChange(_)
-            | Error::ClusterMismatch { .. } => Code::FailedPrecondition,
-            Error::NoLeader | Error::Timeout | Error::Stopped | Error::Transport(_) => Code::Unavailable,
-            Error::DataDirCorrupted { .. } => Code::DataLoss,
-            _ => Code::Internal,
-        };
-        code_label(code)
+        code_label(crate::server::grpc_code(self))
     }
 }
 

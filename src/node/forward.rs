@@ -72,6 +72,9 @@ pub(crate) enum ForwardRequest {
     LeaseTimeToLive { id: i64 },
     /// Hand leadership to this voter.
     MoveLeader { target: u64 },
+    /// The member list as the leader knows it (a node about to join looks for a member
+    /// added for its address).
+    LeaderMembers,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +119,7 @@ impl ForwardHandler for Handler {
                         ForwardRequest::Join { .. } | ForwardRequest::UpdateAddrs { .. } => {
                             node.to_leader(req, timeout * 4).await
                         }
+                        ForwardRequest::LeaderMembers => node.to_leader(req, timeout).await,
                         ForwardRequest::Ping => Ok(node.members_reply()),
                         req => node.handle_as_leader(req, timeout).await,
                     }
@@ -135,7 +139,7 @@ fn check_claims(peer: &VerifiedPeer, req: &ForwardRequest) -> Result<()> {
         ForwardRequest::Join { id, addrs, .. } | ForwardRequest::UpdateAddrs { id, addrs } if *id == peer.sender_id => {
             addrs.peer_addrs.iter().try_for_each(|a| peer.covers(a))
         }
-        ForwardRequest::Ping => Ok(()),
+        ForwardRequest::Ping | ForwardRequest::LeaderMembers => Ok(()),
         _ if peer.is_member => Ok(()),
         _ => {
             let e = Error::Transport(format!(
@@ -183,7 +187,7 @@ impl Node {
                     self.join_as_leader(id, addrs, learner, cluster_id).await
                 }
                 ForwardRequest::Remove { id } => self.remove_as_leader(id).await,
-                ForwardRequest::Ping => Ok(self.members_reply()),
+                ForwardRequest::Ping | ForwardRequest::LeaderMembers => Ok(self.members_reply()),
                 ForwardRequest::Register { id, addrs, learner } => {
                     let members = self.inner.observed.members.read().expect("members lock").clone();
                     let taken = members.iter().any(|(other, (a, _))| {

@@ -13,8 +13,9 @@ use crate::raft::codec::{decode, encode};
 use crate::raft::network::{pb, peer_client};
 
 /// The id of a member added by peer address alone (etcd's `MemberAdd` before the node
-/// starts) at `peer_addr`, asked of the first of `peers` that answers; `None` when there
-/// is none (or nobody answers: the join itself then reports that).
+/// starts) at `peer_addr`, in the leader's member list asked through the first of `peers`
+/// that answers; `None` when there is none (or nobody answers: the join itself then
+/// reports that).
 pub(crate) async fn preassigned_id(
     clients: &crate::raft::network::PeerClients,
     peers: &[String],
@@ -22,8 +23,8 @@ pub(crate) async fn preassigned_id(
 ) -> Option<u64> {
     for addr in peers {
         let Ok(channel) = clients.get(addr) else { continue };
-        let env = pb::Envelope { cluster_id: 0, payload: encode(&ForwardRequest::Ping).into(), sender_id: 0 };
-        let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), peer_client(channel).forward(env)).await
+        let env = pb::Envelope { cluster_id: 0, payload: encode(&ForwardRequest::LeaderMembers).into(), sender_id: 0 };
+        let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(5), peer_client(channel).forward(env)).await
         else {
             continue;
         };

@@ -174,10 +174,9 @@ impl Shared {
     }
 }
 
-/// The gRPC status etcd answers an error with: etcd's code and etcd's message text
-/// (`api/v3rpc/rpctypes/error.go`), which etcd's clients map back to typed errors.
-pub(crate) fn status(e: Error) -> Status {
-    let code = match &e {
+/// The gRPC code etcd answers an error with (`api/v3rpc/rpctypes/error.go`).
+pub fn grpc_code(e: &Error) -> Code {
+    match e {
         Error::EmptyKey
         | Error::KeyNotFound
         | Error::ValueProvided
@@ -199,12 +198,17 @@ pub(crate) fn status(e: Error) -> Status {
         Error::NoLeader | Error::Timeout | Error::Stopped | Error::Transport(_) => Code::Unavailable,
         Error::Storage(_) | Error::DataDirCorrupted { .. } => Code::DataLoss,
         _ => Code::Internal,
-    };
-    let message = match e {
+    }
+}
+
+/// The gRPC status etcd answers an error with: etcd's code and etcd's message text,
+/// which etcd's clients map back to typed errors.
+pub(crate) fn status(e: Error) -> Status {
+    let message = match &e {
         Error::Stopped => "etcdserver: server stopped".to_string(),
         e => e.to_string(),
     };
-    Status::new(code, message)
+    Status::new(grpc_code(&e), message)
 }
 
 #[cfg(test)]
