@@ -105,16 +105,13 @@ impl LocalCluster {
         self.members.iter().map(|(_, s)| s.local_addr().to_string()).collect()
     }
 
-    /// Stops the client ports, then the nodes (a leader hands over first).
+    /// Stops the client ports, then every node at once (the whole cluster goes down, so
+    /// no leadership hand-over is waited for).
     pub async fn stop(self) -> Result<()> {
-        let mut result = Ok(());
-        for (node, server) in self.members {
-            server.stop().await;
-            if let Err(e) = node.stop().await {
-                result = result.and(Err(e));
-            }
-        }
-        result
+        let (nodes, servers): (Vec<Node>, Vec<ClientServer>) = self.members.into_iter().unzip();
+        futures::future::join_all(servers.into_iter().map(ClientServer::stop)).await;
+        let stops = futures::future::join_all(nodes.iter().map(|n| n.stop_abruptly())).await;
+        stops.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     }
 }
 

@@ -212,7 +212,10 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("quorumkv={level},openraft=warn"))
+    // openraft warns about every unreachable peer while members start and stop; at the
+    // quiet levels only its errors are shown.
+    let raft_level = if matches!(level, "warn" | "error") { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("quorumkv={level},openraft={raft_level}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

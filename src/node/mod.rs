@@ -540,7 +540,9 @@ impl Node {
 
     /// Stops the node like a crash would, as far as the cluster can tell: no leadership
     /// hand-over, so the others must detect the loss and elect a new leader. For fault
-    /// tests; the data dir stays consistent (as after a SIGKILL, the log is replayed).
+    /// tests, and for stopping a whole cluster at once (`LocalCluster::stop`), where a
+    /// hand-over has nobody to go to; the data dir stays consistent (as after a SIGKILL,
+    /// the log is replayed).
     #[doc(hidden)]
     pub async fn stop_abruptly(&self) -> Result<()> {
         let node = self.clone();
