@@ -211,6 +211,22 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     Ok(Some(Args { config, log_level, client_tls, metrics_addr }))
 }
 
+/// Parsed arguments, or the exit code after printing the help (`--help`) or a usage
+/// error (exit code 2, as Go's flag package).
+fn parsed<T>(args: Result<Option<T>, String>, help: &str, program: &str) -> Result<T, ExitCode> {
+    match args {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => {
+            print!("{help}");
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn init_logging(level: &str) {
     // openraft warns about every unreachable peer while members start and stop; at the
     // quiet levels only its errors are shown.
@@ -236,16 +252,9 @@ fn main() -> ExitCode {
     if argv.first().is_some_and(|a| a == "bench") {
         return quorumkv::bench::main(&argv[1..]);
     }
-    let args = match parse(&argv) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("quorumkv: {e}");
-            return ExitCode::from(2);
-        }
+    let args = match parsed(parse(&argv), HELP, "quorumkv") {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     init_logging(&args.log_level);
     let options = match args.client_tls.as_ref().map(TlsFiles::server_tls).transpose() {
@@ -337,16 +346,9 @@ fn parse_local(argv: &[String]) -> Result<Option<LocalArgs>, String> {
 
 /// `quorumkv local`: a whole cluster in this process until Ctrl-C.
 fn local(argv: &[String]) -> ExitCode {
-    let args = match parse_local(argv) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{LOCAL_HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("quorumkv local: {e}");
-            return ExitCode::from(2);
-        }
+    let args = match parsed(parse_local(argv), LOCAL_HELP, "quorumkv local") {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     init_logging(&args.log_level);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
