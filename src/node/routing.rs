@@ -145,14 +145,14 @@ impl Node {
                 },
                 Route::Forward(leader) => {
                     let Some(addr) = self.peer_addr_of(leader) else {
-                        self.wait_leader_change(Some(leader), deadline).await;
+                        hint = self.wait_leader_change(Some(leader), deadline).await?;
                         continue;
                     };
                     match self.send_forward(&addr, &req, deadline - now).await {
                         Err(SendError::Failed(Error::NotLeader { leader: h })) => hint = h.filter(|l| *l != leader),
                         Err(SendError::NotDelivered(e)) => {
                             tracing::debug!(error = %e, "leader unreachable, waiting for a new one");
-                            self.wait_leader_change(Some(leader), deadline).await;
+                            hint = self.wait_leader_change(Some(leader), deadline).await?;
                         }
                         // A write that may have run must not run twice: its outcome is unknown.
                         Err(SendError::Lost(_)) if matches!(req, ForwardRequest::Write(_)) => {
@@ -160,14 +160,15 @@ impl Node {
                         }
                         Err(SendError::Lost(e)) => {
                             tracing::debug!(error = %e, "lost contact with the leader, waiting for a new one");
-                            self.wait_leader_change(Some(leader), deadline).await;
+                            hint = self.wait_leader_change(Some(leader), deadline).await?;
                         }
                         Err(SendError::Failed(e)) => return Err(e),
                         Ok(reply) => return Ok(reply),
                     }
                 }
+                // Go on with the leader Raft names, whether or not the mirror shows it yet.
                 Route::Wait => {
-                    self.wait_leader_change(None, deadline).await;
+                    hint = self.wait_leader_change(None, deadline).await?;
                     continue;
                 }
             }
@@ -178,25 +179,35 @@ impl Node {
     }
 
     /// Waits (at most until `deadline`, and at most one heartbeat interval when a leader
-    /// is known) for the known leader to differ from `from`.
-    async fn wait_leader_change(&self, from: Option<u64>, deadline: Instant) {
-        let Ok(running) = self.running() else { return };
+    /// is known) for Raft to name a leader other than `from`, and returns it (`None`: the
+    /// wait ran out). `Stopped` once the node stops.
+    ///
+    /// The answer comes from Raft's metrics, not from [`Node::leader`]: that mirror is
+    /// refreshed by a task of its own and may lag (right after a start it is still empty
+    /// while Raft already leads). A caller that ignored the answer and asked the mirror
+    /// again would find the same stale value and come straight back here; the wait ends
+    /// at once, so it would loop without yielding, and with as many such requests as the
+    /// runtime has workers, the task refreshing the mirror would never run.
+    async fn wait_leader_change(&self, from: Option<u64>, deadline: Instant) -> Result<Option<u64>> {
+        let running = self.running()?;
         let step = Duration::from_millis(self.inner.config.heartbeat_interval_ms.max(20));
         let until = deadline.min(Instant::now() + step);
-        let mut rx = running.raft.metrics();
+        let mut rx = running.raft.server_metrics();
         drop(running);
-        let _ = tokio::time::timeout_at(until.into(), async {
+        let changed = tokio::time::timeout_at(until.into(), async {
             loop {
                 let leader = rx.borrow_watched().current_leader;
                 if leader != from && leader.is_some() {
-                    return;
+                    return leader;
                 }
                 if rx.changed().await.is_err() {
-                    return;
+                    // Raft stopped: no leader will come; wait out the step (no busy loop).
+                    std::future::pending::<()>().await;
                 }
             }
         })
         .await;
+        Ok(changed.ok().flatten())
     }
 
     /// Sends `req` to any member that will take it: the leader if known, otherwise each
