@@ -373,10 +373,6 @@ impl Node {
         let node = self.clone();
         let task = tokio::spawn(async move {
             let req = ForwardRequest::UpdateAddrs { id: node.inner.member_id, addrs: node.addrs() };
-            // Let the node settle first: a request raced with a just-restarted single
-            // node's first election has been seen to keep it from taking writes for a
-            // request timeout (not yet understood; see the issue note).
-            tokio::time::sleep(Duration::from_millis(500)).await;
             loop {
                 if !node.is_running() {
                     return;
