@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use quorumkv::local::{local_member, LocalCluster, LOCAL_NODES_MAX};
 use quorumkv::metrics::Metrics;
-use quorumkv::server::{ClientServer, ServeOptions};
+use quorumkv::server::{addr_of_url, ClientServer, ServeOptions};
 use quorumkv::tls::TlsFiles;
 use quorumkv::{Bootstrap, Node, NodeConfig};
 
@@ -100,12 +100,6 @@ fn split_flag(arg: &str) -> Result<(&str, Option<&str>), String> {
     })
 }
 
-/// `http://host:port` as `host:port` (etcd's flags take URLs).
-fn strip_scheme(v: &str) -> String {
-    let v = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://")).unwrap_or(v);
-    v.trim_end_matches('/').to_string()
-}
-
 /// A boolean flag: `--flag`, `--flag=true` or `--flag=false`.
 fn boolean(flag: &str, inline: Option<&str>) -> Result<bool, String> {
     match inline {
@@ -159,7 +153,10 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             "name" => name = value(flag, inline, &mut it)?,
             "data-dir" => data_dir = Some(value(flag, inline, &mut it)?),
             "peer-addr" => peer_addr = value(flag, inline, &mut it)?,
-            "client-addr" | "addr" => client_addrs.push(strip_scheme(&value(flag, inline, &mut it)?)),
+            "client-addr" | "addr" => {
+                let v = value(flag, inline, &mut it)?;
+                client_addrs.push(addr_of_url(&v).ok_or_else(|| format!("--{flag} {v:?}: expected host:port"))?);
+            }
             "learner" => learner = inline.is_none_or(|v| v == "true"),
             "log-level" => log_level = value(flag, inline, &mut it)?,
             "cert-file" => tls_paths[0] = Some(value(flag, inline, &mut it)?),

@@ -230,7 +230,7 @@ pub(crate) fn url(addr: &str, scheme: &str) -> String {
 
 /// An etcd peer or client URL as a quorumkv address (`host:port`), or `None` if it is
 /// not one (etcd's "given member URLs are invalid").
-pub(crate) fn addr_of_url(u: &str) -> Option<String> {
+pub fn addr_of_url(u: &str) -> Option<String> {
     let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).unwrap_or(u);
     let rest = rest.trim_end_matches('/');
     let (host, port) = rest.rsplit_once(':')?;

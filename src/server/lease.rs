@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use super::pb::etcdserverpb::{self as pb, lease_server::Lease};
-use super::{status, Shared};
+use super::{async_stream, status, Shared};
 use crate::error::Error;
 use crate::metrics::RequestKind;
 use crate::mvcc::LeaseGrantRequest;
@@ -116,17 +116,4 @@ impl Lease for Shared {
         })
         .await
     }
-}
-
-/// A response stream fed by a task: `f` gets the sending end of a small bounded queue
-/// (so a slow client slows its producer down) and runs on the current runtime.
-pub(crate) fn async_stream<T, F, Fut>(f: F) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>
-where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(f(tx));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

@@ -8,9 +8,8 @@ use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::lease::async_stream;
 use super::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
-use super::{status, Shared};
+use super::{async_stream, status, Shared};
 use crate::error::Error;
 use crate::metrics::RequestKind;
 

@@ -19,6 +19,7 @@
 
 mod cluster;
 mod convert;
+pub use convert::addr_of_url;
 mod kv;
 mod lease;
 mod maintenance;
@@ -26,8 +27,10 @@ pub mod pb;
 mod watch;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use futures::Stream;
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
@@ -209,6 +212,19 @@ pub(crate) fn status(e: Error) -> Status {
         e => e.to_string(),
     };
     Status::new(grpc_code(&e), message)
+}
+
+/// A response stream fed by a task: `f` gets the sending end of a small bounded queue
+/// (so a slow client slows its producer down) and runs on the current runtime.
+pub(crate) fn async_stream<T, F, Fut>(f: F) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 #[cfg(test)]

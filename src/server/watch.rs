@@ -15,9 +15,8 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use super::lease::async_stream;
 use super::pb::etcdserverpb::{self as pb, watch_request::RequestUnion, watch_server::Watch};
-use super::{status, Shared};
+use super::{async_stream, status, Shared};
 use crate::error::Error;
 use crate::node::Node;
 use crate::watch::WatchStream;
