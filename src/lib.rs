@@ -20,6 +20,7 @@
 #[doc(hidden)]
 pub mod bench;
 pub mod error;
+pub mod ffi;
 mod lease;
 pub mod local;
 pub mod metrics;
@@ -33,7 +34,7 @@ pub mod watch;
 pub use error::{Error, Result};
 pub use mvcc::*;
 pub use node::{Bootstrap, KeepAlive, KvHash, Member, Node, NodeConfig, NodeStatus};
-pub use watch::{WatchRequest, WatchResponse, WatchStream, Watcher};
+pub use watch::{WatchCanceler, WatchRequest, WatchResponse, WatchStream, Watcher};
 
 /// The code examples of the user guides are compiled as doc tests.
 #[cfg(doctest)]

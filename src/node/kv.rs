@@ -189,6 +189,20 @@ blocking_twins! {
     remove_member_blocking => remove_member(id: u64) -> ();
     /// Blocking [`Node::promote_member`].
     promote_member_blocking => promote_member(id: u64) -> ();
+    /// Blocking [`Node::lease_grant`].
+    lease_grant_blocking => lease_grant(req: LeaseGrantRequest) -> LeaseGrantResponse;
+    /// Blocking [`Node::lease_revoke`].
+    lease_revoke_blocking => lease_revoke(id: i64) -> LeaseRevokeResponse;
+    /// Blocking [`Node::lease_keep_alive`].
+    lease_keep_alive_blocking => lease_keep_alive(id: i64) -> LeaseKeepAliveResponse;
+    /// Blocking [`Node::lease_keep_alive_stream`].
+    lease_keep_alive_stream_blocking => lease_keep_alive_stream(id: i64) -> crate::node::KeepAlive;
+    /// Blocking [`Node::lease_time_to_live`].
+    lease_time_to_live_blocking => lease_time_to_live(id: i64, keys: bool) -> LeaseTimeToLiveResponse;
+    /// Blocking [`Node::lease_leases`].
+    lease_leases_blocking => lease_leases() -> LeaseLeasesResponse;
+    /// Blocking [`Node::move_leader`].
+    move_leader_blocking => move_leader(target: u64) -> ();
 }
 
 impl Node {

@@ -4,6 +4,8 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tokio::sync::mpsc::error::TrySendError;
+
 use openraft::ServerState;
 
 use super::forward::{ForwardReply, ForwardRequest};
@@ -96,7 +98,8 @@ impl Node {
     /// Keeps a lease alive in the background until the returned handle is dropped or
     /// stopped, or the lease is gone: a keep-alive every third of its TTL (etcd's
     /// client `KeepAlive`). Each response (or the error that ended it) can be read from
-    /// the handle.
+    /// the handle; reading is optional: while 4 responses wait unread, newer ones are
+    /// dropped and the keep-alives go on.
     ///
     /// Errors: `LeaseNotFound` at once if the lease does not exist.
     pub async fn lease_keep_alive_stream(&self, id: i64) -> Result<KeepAlive> {
@@ -116,8 +119,9 @@ impl Node {
                 if let Ok(r) = &result {
                     ttl = r.ttl;
                 }
-                // Transient errors (no leader) are reported and retried.
-                if tx.send(result).await.is_err() || end {
+                // Transient errors (no leader) are reported and retried. A reader that
+                // does not keep up misses responses, never keep-alives.
+                if matches!(tx.try_send(result), Err(TrySendError::Closed(_))) || end {
                     return;
                 }
             }

@@ -632,8 +632,14 @@ impl Node {
             .await;
     }
 
-    /// Runs `fut` to completion on the calling (non-async) thread.
-    pub(crate) fn block_on<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    /// Runs `fut` (any async method of this crate: [`Node`]'s, a
+    /// [`ClientServer`](crate::server::ClientServer)'s) to completion on the calling
+    /// thread, driving it with the library's runtime: the way foreign threads (the C ABI,
+    /// Python) wait for async work.
+    ///
+    /// Errors: `InvalidArgument` when called from a thread inside an async runtime;
+    /// otherwise whatever `fut` returns.
+    pub fn block_on<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         ensure_not_async()?;
         self.inner.runtime.block_on(fut)
     }

@@ -391,13 +391,15 @@ impl Watcher {
         self.map(item)
     }
 
-    /// The next response if one is ready (never waits).
+    /// The next response if one is ready (never waits): `None` when none is ready or the
+    /// watch has ended.
     pub fn try_next(&mut self) -> Option<Result<WatchResponse>> {
         if self.done {
             return None;
         }
-        let item = self.rx.try_next();
-        self.map(item)
+        // Nothing ready is not the end of the watch.
+        let item = self.rx.try_next()?;
+        self.map(Some(item))
     }
 
     fn map(&mut self, item: Option<Result<WatchResponse>>) -> Option<Result<WatchResponse>> {
@@ -437,6 +439,36 @@ impl Watcher {
     }
 
     /// Cancels the watch: responses already queued are still returned, then `None`.
+    pub fn cancel(&self) {
+        self.hub.remove(self.handle, true);
+    }
+
+    /// A handle that cancels this watch from another thread while one waits in
+    /// [`Watcher::next`] (which borrows the watcher mutably). Cancelling twice, or
+    /// after the watch ended, does nothing.
+    pub fn canceler(&self) -> WatchCanceler {
+        WatchCanceler { hub: self.hub.clone(), handle: self.handle }
+    }
+}
+
+/// Cancels one [`Watcher`] from any thread (see [`Watcher::canceler`]).
+///
+/// Thread-safety: `Send + Sync + Clone`. Memory: it keeps the node's watch hub alive,
+/// not the watcher.
+#[derive(Clone)]
+pub struct WatchCanceler {
+    hub: Arc<WatchHub>,
+    handle: u64,
+}
+
+impl std::fmt::Debug for WatchCanceler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchCanceler").finish_non_exhaustive()
+    }
+}
+
+impl WatchCanceler {
+    /// Cancels the watch, as [`Watcher::cancel`] does.
     pub fn cancel(&self) {
         self.hub.remove(self.handle, true);
     }
