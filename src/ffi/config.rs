@@ -26,6 +26,7 @@ impl qkv_config {
     /// The node config with the bootstrap the setters chose.
     pub(crate) fn node_config(&self) -> NodeConfig {
         let mut c = self.node.clone();
+        c.client_addrs = self.client_addr.iter().cloned().collect();
         c.bootstrap = if !self.initial.is_empty() {
             Bootstrap::InitialCluster(self.initial.clone())
         } else if !self.join.is_empty() {
@@ -93,12 +94,8 @@ pub unsafe extern "C" fn qkv_config_new(
 /// Frees a config. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn qkv_config_free(config: *mut qkv_config) {
-    super::infallible((), || {
-        if !config.is_null() {
-            // SAFETY: made by `qkv_config_new`, freed once.
-            drop(unsafe { Box::from_raw(config) });
-        }
-    })
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(config) }
 }
 
 /// Static bootstrap: adds one member (`name`, `peer_addr`) of the initial cluster. Every
@@ -158,7 +155,6 @@ pub unsafe extern "C" fn qkv_config_set_client_addr(config: *mut qkv_config, cli
     boundary(None, || {
         // SAFETY: per the contract.
         let (config, addr) = unsafe { (config_arg(config)?, optional_text(client_addr, "client_addr")?) };
-        config.node.client_addrs = addr.iter().cloned().collect();
         config.client_addr = addr;
         Ok(())
     })

@@ -60,6 +60,18 @@ pub struct qkv_kv {
 }
 
 impl qkv_kv {
+    /// All zero, pointers NULL.
+    pub(crate) const EMPTY: qkv_kv = qkv_kv {
+        key: std::ptr::null(),
+        key_len: 0,
+        value: std::ptr::null(),
+        value_len: 0,
+        create_revision: 0,
+        mod_revision: 0,
+        version: 0,
+        lease: 0,
+    };
+
     pub(crate) fn of(kv: &KeyValue) -> qkv_kv {
         qkv_kv {
             key: kv.key.as_ptr(),
@@ -146,12 +158,8 @@ pub unsafe extern "C" fn qkv_kvs_more(kvs: *const qkv_kvs) -> bool {
 /// Frees a list. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn qkv_kvs_free(kvs: *mut qkv_kvs) {
-    infallible((), || {
-        if !kvs.is_null() {
-            // SAFETY: made by this library, freed once.
-            drop(unsafe { Box::from_raw(kvs) });
-        }
-    })
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(kvs) }
 }
 
 /// Sort order of a range (`qkv_range_options.sort_order`).

@@ -1,7 +1,5 @@
 //! Leases: grant, revoke, keep-alive (once, or in the background), time-to-live, list.
 
-use std::sync::Mutex;
-
 use super::kv::{put_header, qkv_header};
 use super::node::{qkv_node, with_node};
 use super::{boundary, infallible, out_arg, ref_arg, Failure};
@@ -75,7 +73,8 @@ pub unsafe extern "C" fn qkv_lease_keep_alive_once(node: *const qkv_node, id: i6
 /// A background keep-alive (opaque): made by `qkv_lease_keep_alive_start`, stopped and
 /// released by `qkv_keepalive_free`. Thread-safe.
 pub struct qkv_keepalive {
-    _keep_alive: Mutex<KeepAlive>,
+    /// Held for its `Drop`, which stops the renewals.
+    _keep_alive: KeepAlive,
 }
 
 /// Keeps lease `id` alive in the background (a renewal every third of its TTL, on the
@@ -94,7 +93,7 @@ pub unsafe extern "C" fn qkv_lease_keep_alive_start(
         // SAFETY: a writable out-pointer.
         let out = unsafe { out_arg(out, "out") }?;
         let keep_alive = h.node.lease_keep_alive_stream_blocking(id)?;
-        *out = Box::into_raw(Box::new(qkv_keepalive { _keep_alive: Mutex::new(keep_alive) }));
+        *out = Box::into_raw(Box::new(qkv_keepalive { _keep_alive: keep_alive }));
         Ok(())
     })
 }
@@ -103,12 +102,8 @@ pub unsafe extern "C" fn qkv_lease_keep_alive_start(
 /// TTL unless renewed or revoked). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn qkv_keepalive_free(keepalive: *mut qkv_keepalive) {
-    infallible((), || {
-        if !keepalive.is_null() {
-            // SAFETY: made by `qkv_lease_keep_alive_start`, freed once.
-            drop(unsafe { Box::from_raw(keepalive) });
-        }
-    })
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(keepalive) }
 }
 
 /// A lease's time to live (etcd `LeaseTimeToLive`).
@@ -188,12 +183,8 @@ pub unsafe extern "C" fn qkv_keys_get(
 /// Frees a key list. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn qkv_keys_free(keys: *mut qkv_keys) {
-    infallible((), || {
-        if !keys.is_null() {
-            // SAFETY: made by this library, freed once.
-            drop(unsafe { Box::from_raw(keys) });
-        }
-    })
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(keys) }
 }
 
 /// Lists the ids of every lease, ascending: writes up to `capacity` of them to `ids`

@@ -309,6 +309,18 @@ pub(crate) fn infallible<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
 }
 
+/// Drops an object the library handed out as `Box::into_raw`; NULL is a no-op. The body
+/// of every plain `qkv_<type>_free`.
+pub(crate) unsafe fn free_boxed<T>(ptr: *mut T) {
+    infallible((), || {
+        if !ptr.is_null() {
+            // SAFETY: made by `Box::into_raw` in this library and freed once, per the
+            // contract of the `_free` function calling this.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    })
+}
+
 /// A handle's last error detail.
 #[derive(Default)]
 pub(crate) struct LastError(std::sync::Mutex<CString>);
@@ -389,13 +401,10 @@ pub(crate) unsafe trait SizedOptions: Copy {
     fn zeroed() -> Self;
 }
 
-/// Reads an options struct: NULL gives the defaults (all zero).
-pub(crate) unsafe fn options_arg<T: SizedOptions>(ptr: *const T, what: &str) -> FfiResult<T> {
-    let mut out = T::zeroed();
-    if ptr.is_null() {
-        return Ok(out);
-    }
-    // SAFETY: the struct starts with its size; the caller gives at least that many bytes.
+/// The `size` a caller set in a struct of type `T` that starts with `size_t size`,
+/// checked to cover the size field and not exceed `T`.
+pub(crate) unsafe fn struct_size<T>(ptr: *const T, what: &str) -> FfiResult<usize> {
+    // SAFETY: non-NULL, and the struct starts with its size.
     let size = unsafe { ptr.cast::<usize>().read_unaligned() };
     if size < std::mem::size_of::<usize>() || size > std::mem::size_of::<T>() {
         return Err(Failure::invalid(format!(
@@ -403,6 +412,17 @@ pub(crate) unsafe fn options_arg<T: SizedOptions>(ptr: *const T, what: &str) -> 
             std::mem::size_of::<T>()
         )));
     }
+    Ok(size)
+}
+
+/// Reads an options struct: NULL gives the defaults (all zero).
+pub(crate) unsafe fn options_arg<T: SizedOptions>(ptr: *const T, what: &str) -> FfiResult<T> {
+    let mut out = T::zeroed();
+    if ptr.is_null() {
+        return Ok(out);
+    }
+    // SAFETY: the struct starts with its size.
+    let size = unsafe { struct_size(ptr, what) }?;
     // SAFETY: `size` readable bytes at `ptr`; `out` has room for them; every field is
     // plain integers or bools, and the caller wrote valid values.
     unsafe { std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), size) };

@@ -38,13 +38,7 @@ pub(crate) unsafe fn write_sized<T: Copy>(out: *mut T, value: T, what: &str) -> 
         return Err(Failure::null(what));
     }
     // SAFETY: the caller's struct starts with its size.
-    let size = unsafe { out.cast::<usize>().read_unaligned() };
-    if size < std::mem::size_of::<usize>() || size > std::mem::size_of::<T>() {
-        return Err(Failure::invalid(format!(
-            "{what}.size is {size}: set it to sizeof the struct ({} in this library)",
-            std::mem::size_of::<T>()
-        )));
-    }
+    let size = unsafe { super::struct_size(out, what) }?;
     let src = (&value as *const T).cast::<u8>();
     // SAFETY: `size` bytes fit both; the size field itself is rewritten with the same value.
     unsafe {
@@ -263,7 +257,9 @@ pub unsafe extern "C" fn qkv_node_leader(node: *const qkv_node, out: *mut u64) -
     with_node(node, |h| {
         // SAFETY: a writable out-pointer.
         let out = unsafe { out_arg(out, "out") }?;
-        h.node.status()?;
+        if !h.node.is_running() {
+            return Err(crate::Error::Stopped.into());
+        }
         *out = h.node.leader().ok_or(crate::Error::NoLeader)?;
         Ok(())
     })
@@ -362,12 +358,8 @@ pub unsafe extern "C" fn qkv_members_get(
 /// Frees a member list. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn qkv_members_free(members: *mut qkv_members) {
-    infallible((), || {
-        if !members.is_null() {
-            // SAFETY: made by `qkv_node_members`, freed once.
-            drop(unsafe { Box::from_raw(members) });
-        }
-    })
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(members) }
 }
 
 /// Adds a member (etcd `MemberAdd`): `peer_addr` is where the new node will listen;

@@ -90,12 +90,8 @@ pub unsafe extern "C" fn qkv_txn_new(out: *mut *mut qkv_txn) -> qkv_result {
 /// Frees a transaction. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn qkv_txn_free(txn: *mut qkv_txn) {
-    infallible((), || {
-        if !txn.is_null() {
-            // SAFETY: made by `qkv_txn_new`, freed once.
-            drop(unsafe { Box::from_raw(txn) });
-        }
-    })
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(txn) }
 }
 
 fn branch(txn: &mut qkv_txn, which: i32) -> FfiResult<&mut Vec<RequestOp>> {
@@ -387,10 +383,6 @@ pub unsafe extern "C" fn qkv_txn_result_op(
 /// Frees a transaction result (and its nested results). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn qkv_txn_result_free(result: *mut qkv_txn_result) {
-    infallible((), || {
-        if !result.is_null() {
-            // SAFETY: made by `qkv_txn_commit`, freed once.
-            drop(unsafe { Box::from_raw(result) });
-        }
-    })
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(result) }
 }

@@ -103,8 +103,6 @@ pub unsafe extern "C" fn qkv_events_get(events: *const qkv_events, index: usize,
         // SAFETY: a live events object and a writable out-pointer.
         let (events, out) = unsafe { (ref_arg(events, "events")?, out_arg(out, "out")?) };
         let e = events.events.get(index).ok_or_else(|| Failure::invalid(format!("index {index} out of range")))?;
-        let empty = qkv_kv::of(&Default::default());
-        let empty = qkv_kv { key: std::ptr::null(), value: std::ptr::null(), ..empty };
         *out = qkv_event {
             kind: match e.kind {
                 EventType::Put => qkv_event_type::QKV_EVENT_PUT as i32,
@@ -112,7 +110,7 @@ pub unsafe extern "C" fn qkv_events_get(events: *const qkv_events, index: usize,
             },
             kv: qkv_kv::of(&e.kv),
             has_prev_kv: e.prev_kv.is_some(),
-            prev_kv: e.prev_kv.as_ref().map_or(empty, qkv_kv::of),
+            prev_kv: e.prev_kv.as_ref().map_or(qkv_kv::EMPTY, qkv_kv::of),
         };
         Ok(())
     })
@@ -132,12 +130,8 @@ pub unsafe extern "C" fn qkv_events_header(events: *const qkv_events) -> qkv_hea
 /// free the one passed to a callback.)
 #[no_mangle]
 pub unsafe extern "C" fn qkv_events_free(events: *mut qkv_events) {
-    infallible((), || {
-        if !events.is_null() {
-            // SAFETY: made by `qkv_watch_next`, freed once.
-            drop(unsafe { Box::from_raw(events) });
-        }
-    })
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(events) }
 }
 
 /// Called with each response of a callback watch, on the watch's own thread (one
@@ -177,7 +171,6 @@ pub struct qkv_watch {
     /// How a pulled watch ended (returned again by later pulls).
     ended: Mutex<Option<(qkv_result, String)>>,
     errors: LastError,
-    callback_thread: Option<std::thread::ThreadId>,
 }
 
 fn watch_request(key: &[u8], range_end: &[u8], o: &qkv_watch_options) -> WatchRequest {
@@ -251,7 +244,6 @@ pub unsafe extern "C" fn qkv_watch_new(
             freed: Arc::default(),
             ended: Mutex::new(None),
             errors: LastError::default(),
-            callback_thread: None,
         }));
         Ok(())
     })
@@ -294,7 +286,6 @@ pub unsafe extern "C" fn qkv_watch_start(
             .name("qkv-watch".into())
             .spawn(move || deliver(watcher, callback, ud, rev, gone))
             .map_err(|e| Failure::with_code(qkv_result::QKV_INTERNAL, format!("cannot start a watch thread: {e}")))?;
-        let callback_thread = Some(thread.thread().id());
         *out = Box::into_raw(Box::new(qkv_watch {
             delivery: Delivery::Callback(Mutex::new(Some(thread))),
             canceler,
@@ -302,7 +293,6 @@ pub unsafe extern "C" fn qkv_watch_start(
             freed,
             ended: Mutex::new(None),
             errors: LastError::default(),
-            callback_thread,
         }));
         Ok(())
     })
@@ -441,8 +431,8 @@ pub unsafe extern "C" fn qkv_watch_free(watch: *mut qkv_watch) {
         w.canceler.cancel();
         if let Delivery::Callback(thread) = &w.delivery {
             let thread = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let own = w.callback_thread == Some(std::thread::current().id());
-            if let (Some(thread), false) = (thread, own) {
+            // Freed from its own callback: the thread ends once the callback returns.
+            if let Some(thread) = thread.filter(|t| t.thread().id() != std::thread::current().id()) {
                 let _ = thread.join();
             }
         }

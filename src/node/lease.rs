@@ -171,7 +171,8 @@ pub struct KeepAlive {
 
 impl KeepAlive {
     /// The next keep-alive response; `None` once keep-alives ended (after the error
-    /// that ended them: `LeaseNotFound` when the lease is gone, `Stopped`).
+    /// that ended them: `LeaseNotFound` when the lease is gone, `Stopped`; a reader
+    /// that left 4 responses unread may miss that error and see only the `None`).
     pub async fn next(&mut self) -> Option<Result<LeaseKeepAliveResponse>> {
         self.rx.recv().await
     }
