@@ -141,6 +141,7 @@ async fn join_through_any_member_then_remove() {
     assert_eq!(n5.get("from-n4").await.unwrap().unwrap().value, b"x", "a learner serves linearizable reads");
     // Remove both.
     nodes[2].remove_member(n5.id()).await.unwrap();
+    assert!(!nodes[2].members().unwrap().iter().any(|m| m.id == n5.id()), "the caller's list shows a removal at once");
     nodes[1].remove_member(n4.id()).await.unwrap();
     eventually("members back to 3", Duration::from_secs(10), || nodes[0].members().unwrap().len() == 3).await;
     assert_eq!(nodes[0].remove_member(12345).await, Err(Error::MemberNotFound));
@@ -259,6 +260,7 @@ async fn members_added_before_they_start() {
         .bootstrap(Bootstrap::Join(vec![spec.members[1].1.clone()]));
     let added = nodes[0].add_member("l4", &learner_cfg.peer_addr, true).await.unwrap();
     assert!(added.is_learner);
+    assert!(nodes[0].members().unwrap().iter().any(|m| m.id == added.id), "the caller's list shows an add at once");
     assert_eq!(
         nodes[2].add_member("l4", &learner_cfg.peer_addr, true).await.map(|_| ()),
         Err(Error::PeerAddrExists),
@@ -282,6 +284,7 @@ async fn members_added_before_they_start() {
     eventually("v5 sees itself a voter", Duration::from_secs(10), || !v5.status().unwrap().is_learner).await;
     // The learner is promoted on request.
     nodes[0].promote_member(l4.id()).await.unwrap();
+    assert!(nodes[0].members().unwrap().iter().any(|m| m.id == l4.id() && !m.is_learner), "and a promotion");
     eventually("l4 is a voter", Duration::from_secs(10), || !l4.status().unwrap().is_learner).await;
     assert!(nodes[0].promote_member(l4.id()).await.is_err(), "only learners are promoted");
     stop_all(nodes.iter().chain([&l4, &v5])).await;

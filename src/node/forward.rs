@@ -235,9 +235,29 @@ impl Node {
         ForwardReply::Members { cluster_id: self.cluster_id(), members: self.members().unwrap_or_default() }
     }
 
+    /// The membership as this node's Raft holds it now, member id to (addresses, is a
+    /// voter). The leader's checks read this, not the observed table, which a background
+    /// task refreshes a moment after each change.
+    fn raft_members(&self) -> Result<BTreeMap<u64, (MemberAddrs, bool)>> {
+        let raft = self.running()?.raft.clone();
+        let membership = raft.metrics().borrow_watched().membership_config.membership().clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        Ok(membership.nodes().map(|(id, a)| (*id, (a.clone(), voters.contains(id)))).collect())
+    }
+
+    /// Waits (up to the request timeout) until this node's member table shows a change
+    /// the leader has committed, so `members()` right after a membership call shows it.
+    async fn await_member_table(&self, shows: impl Fn(&BTreeMap<u64, (MemberAddrs, bool)>) -> bool) {
+        let deadline = std::time::Instant::now() + self.inner.config.request_timeout();
+        while !shows(&self.inner.observed.members.read().expect("members lock")) && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Fails unless `id` is a member (and, with `learner_only`, a learner).
     fn ensure_member(&self, id: u64, learner_only: bool) -> Result<()> {
-        let members = self.inner.observed.members.read().expect("members lock");
+        let members = self.raft_members()?;
         match members.get(&id) {
             None => Err(Error::MemberNotFound),
             Some((_, true)) if learner_only => Err(Error::MemberNotLearner),
@@ -257,7 +277,7 @@ impl Node {
             return Err(Error::ClusterMismatch { local, remote: cluster_id });
         }
         let raft = self.running()?.raft.clone();
-        let existing = self.inner.observed.members.read().expect("members lock").clone();
+        let existing = self.raft_members()?;
         for (other, (a, _)) in &existing {
             let clash = a.name == addrs.name || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p));
             if *other != id && clash {
@@ -279,13 +299,15 @@ impl Node {
                 raft.add_learner(id, addrs, true).await.map_err(write_error)?;
             }
         }
-        let is_voter = self.inner.observed.members.read().expect("members lock").get(&id).is_some_and(|(_, v)| *v);
+        let is_voter = self.raft_members()?.get(&id).is_some_and(|(_, v)| *v);
         if !learner && !is_voter {
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
                 .map_err(write_error)?;
         }
-        // The metrics watcher may lag the change by a moment; wait for it.
+        let voter = !learner;
+        self.await_member_table(|m| m.get(&id).is_some_and(|(_, v)| *v || !voter)).await;
+        // Reply from Raft's own view (the member table may still lag a learner's promotion).
         let raft_members = raft.metrics().borrow_watched().membership_config.membership().clone();
         let voters: Vec<u64> = raft_members.voter_ids().collect();
         let members =
@@ -295,7 +317,7 @@ impl Node {
 
     async fn remove_as_leader(&self, id: u64) -> Result<ForwardReply> {
         let raft = self.running()?.raft.clone();
-        let members = self.inner.observed.members.read().expect("members lock").clone();
+        let members = self.raft_members()?;
         let Some((_, is_voter)) = members.get(&id) else {
             return Err(Error::MemberNotFound);
         };
@@ -309,6 +331,7 @@ impl Node {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
         raft.change_membership(change, false).await.map_err(write_error)?;
+        self.await_member_table(|m| !m.contains_key(&id)).await;
         Ok(self.members_reply())
     }
 
@@ -423,21 +446,34 @@ impl Node {
         let addrs = MemberAddrs { name: name.into(), peer_addrs: vec![peer_addr.into()], client_addrs: vec![] };
         let req = ForwardRequest::Register { id, addrs: addrs.clone(), learner };
         let timeout = self.inner.config.request_timeout();
-        self.on_runtime(move |n| async move { n.to_leader(req, timeout).await }).await?;
+        self.on_runtime(move |n| async move {
+            n.to_leader(req, timeout).await?;
+            n.await_member_table(|m| m.contains_key(&id)).await;
+            Ok(())
+        })
+        .await?;
         Ok(Member::from_addrs(id, &addrs, learner))
     }
 
     /// Removes a member (etcd `MemberRemove`).
     pub async fn remove_member(&self, id: u64) -> Result<()> {
         let timeout = self.inner.config.request_timeout();
-        self.on_runtime(move |n| async move { n.to_leader(ForwardRequest::Remove { id }, timeout).await }).await?;
-        Ok(())
+        self.on_runtime(move |n| async move {
+            n.to_leader(ForwardRequest::Remove { id }, timeout).await?;
+            n.await_member_table(|m| !m.contains_key(&id)).await;
+            Ok(())
+        })
+        .await
     }
 
     /// Promotes a learner to voter (etcd `MemberPromote`).
     pub async fn promote_member(&self, id: u64) -> Result<()> {
         let timeout = self.inner.config.request_timeout();
-        self.on_runtime(move |n| async move { n.to_leader(ForwardRequest::Promote { id }, timeout).await }).await?;
-        Ok(())
+        self.on_runtime(move |n| async move {
+            n.to_leader(ForwardRequest::Promote { id }, timeout).await?;
+            n.await_member_table(|m| m.get(&id).is_some_and(|(_, voter)| *voter)).await;
+            Ok(())
+        })
+        .await
     }
 }

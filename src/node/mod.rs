@@ -93,18 +93,36 @@ pub struct NodeStatus {
 
 /// The library's shared runtime (two worker threads: sized for small machines). Nodes may
 /// share it; they share nothing else.
+///
+/// Its threads block SIGPIPE: a write to a peer connection the other side has closed
+/// then fails with `EPIPE` instead of killing the process. Rust programs ignore SIGPIPE
+/// at start-up, but a C, C++ or Python host may not, and sockets written with `writev`
+/// cannot ask for `MSG_NOSIGNAL`.
 fn shared_runtime() -> Handle {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("qkv-rt")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .expect("cannot start the quorumkv runtime")
     })
     .handle()
     .clone()
+}
+
+/// Blocks SIGPIPE on the calling thread (see [`shared_runtime`]). A SIGPIPE raised by a
+/// write on this thread then stays pending, harmlessly, and the write returns `EPIPE`.
+fn block_sigpipe() {
+    // SAFETY: plain libc calls on a local, initialised signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// What a running node owns; dropped as a whole when the node stops.
