@@ -159,6 +159,57 @@ private:
     size_t i_;
 };
 
+// The default storage of a unique_handle: the handle, with the accessors an owner may
+// re-export (`using`).
+template <class Handle>
+class handle_base {
+public:
+    /// The C handle (borrowed; NULL when empty or moved from). Never throws.
+    const Handle* handle() const noexcept { return p_; }
+    /// Whether it holds a handle. Never throws.
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+
+protected:
+    handle_base() noexcept = default;
+    explicit handle_base(Handle* h) noexcept : p_(h) {}
+
+    Handle* p_ = nullptr;
+};
+
+// The lifetime shared by every type owning a library handle: move-only, frees the handle
+// exactly once with `Free`, a moved-from object is empty (NULL handle). The handle lives
+// in `Base::p_` (a Handle* or const Handle*): a handle_base, or for a result object its
+// `*_view`, so the owner reads as the view does. Owners inherit it privately (so the view
+// cannot be reassigned behind the owner's back) and re-export what is theirs (`using`).
+template <class Handle, void (*Free)(Handle*), class Base = handle_base<Handle>>
+class unique_handle : public Base {
+public:
+    /// An empty object (no handle). Never throws.
+    unique_handle() noexcept = default;
+    /// Takes ownership of `h` (may be NULL: empty). Never throws.
+    explicit unique_handle(Handle* h) noexcept : Base(h) {}
+    /// Takes `o`'s handle; `o` becomes empty. Never throws.
+    unique_handle(unique_handle&& o) noexcept : Base(o.release()) {}
+    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
+    unique_handle& operator=(unique_handle&& o) noexcept {
+        if (this != &o) {
+            reset();
+            this->p_ = o.release();
+        }
+        return *this;
+    }
+    unique_handle(const unique_handle&) = delete;
+    unique_handle& operator=(const unique_handle&) = delete;
+    /// Frees the handle, if any (see reset()). Never throws.
+    ~unique_handle() { reset(); }
+
+    /// Frees the handle now (no-op when empty); the object becomes empty. Never throws.
+    void reset() noexcept { Free(release()); }
+    /// Gives up ownership: returns the handle (the caller frees it with the matching
+    /// qkv_*_free) and the object becomes empty. Never throws.
+    Handle* release() noexcept { return const_cast<Handle*>(std::exchange(this->p_, nullptr)); }
+};
+
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------
@@ -359,8 +410,12 @@ protected:
 
 /// An owned key-value list (freed with qkv_kvs_free). Move-only; reads as kvs_view does
 /// (the view is a private base, so it cannot be reassigned behind the owner's back).
-class kvs : private kvs_view {
+class kvs : private detail::unique_handle<qkv_kvs, qkv_kvs_free, kvs_view> {
 public:
+    // Lifetime as detail::unique_handle: empty default, from a handle, move, reset, release.
+    using unique_handle::unique_handle;
+    using unique_handle::reset;
+    using unique_handle::release;
     using kvs_view::iterator;
     using kvs_view::size;
     using kvs_view::empty;
@@ -375,29 +430,6 @@ public:
     using kvs_view::handle;
     /// A borrowed view (valid while this list lives). Never throws.
     kvs_view view() const noexcept { return *this; }
-
-    /// An empty list. Never throws.
-    kvs() noexcept = default;
-    /// Takes ownership of `list` (may be NULL). Never throws.
-    explicit kvs(qkv_kvs* list) noexcept : kvs_view(list) {}
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    kvs(kvs&& o) noexcept : kvs_view(std::exchange(o.p_, nullptr)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
-    kvs& operator=(kvs&& o) noexcept {
-        if (this != &o) {
-            reset();
-            p_ = std::exchange(o.p_, nullptr);
-        }
-        return *this;
-    }
-    kvs(const kvs&) = delete;
-    kvs& operator=(const kvs&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
-    ~kvs() { reset(); }
-    /// Frees the list now; the object becomes empty. Never throws.
-    void reset() noexcept { qkv_kvs_free(const_cast<qkv_kvs*>(std::exchange(p_, nullptr))); }
-    /// Gives up ownership (the caller frees with qkv_kvs_free). Never throws.
-    qkv_kvs* release() noexcept { return const_cast<qkv_kvs*>(std::exchange(p_, nullptr)); }
 };
 
 /// What happened to a key.
@@ -462,8 +494,12 @@ protected:
 
 /// An owned watch response from watch::next (freed with qkv_events_free). Move-only;
 /// reads as events_view does (a private base, so it cannot be reassigned).
-class events : private events_view {
+class events : private detail::unique_handle<qkv_events, qkv_events_free, events_view> {
 public:
+    // Lifetime as detail::unique_handle: empty default, from a handle, move, reset, release.
+    using unique_handle::unique_handle;
+    using unique_handle::reset;
+    using unique_handle::release;
     using events_view::iterator;
     using events_view::size;
     using events_view::empty;
@@ -476,29 +512,6 @@ public:
     using events_view::handle;
     /// A borrowed view (valid while this response lives). Never throws.
     events_view view() const noexcept { return *this; }
-
-    /// An empty object (no handle). Never throws.
-    events() noexcept = default;
-    /// Takes ownership of `e` (may be NULL). Never throws.
-    explicit events(qkv_events* e) noexcept : events_view(e) {}
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    events(events&& o) noexcept : events_view(std::exchange(o.p_, nullptr)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
-    events& operator=(events&& o) noexcept {
-        if (this != &o) {
-            reset();
-            p_ = std::exchange(o.p_, nullptr);
-        }
-        return *this;
-    }
-    events(const events&) = delete;
-    events& operator=(const events&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
-    ~events() { reset(); }
-    /// Frees it now; the object becomes empty. Never throws.
-    void reset() noexcept { qkv_events_free(const_cast<qkv_events*>(std::exchange(p_, nullptr))); }
-    /// Gives up ownership (free with qkv_events_free). Never throws.
-    qkv_events* release() noexcept { return const_cast<qkv_events*>(std::exchange(p_, nullptr)); }
 };
 
 /// Which kind of operation a txn op result is.
@@ -570,8 +583,12 @@ inline txn_result_view::iterator txn_result_view::end() const noexcept { return 
 /// An owned transaction result (freed with qkv_txn_result_free; nested results are part
 /// of it). Move-only; reads as txn_result_view does (a private base, so it cannot be
 /// reassigned).
-class txn_result : private txn_result_view {
+class txn_result : private detail::unique_handle<qkv_txn_result, qkv_txn_result_free, txn_result_view> {
 public:
+    // Lifetime as detail::unique_handle: empty default, from a handle, move, reset, release.
+    using unique_handle::unique_handle;
+    using unique_handle::reset;
+    using unique_handle::release;
     using txn_result_view::iterator;
     using txn_result_view::succeeded;
     using txn_result_view::header;
@@ -583,57 +600,18 @@ public:
     using txn_result_view::handle;
     /// A borrowed view (valid while this result lives). Never throws.
     txn_result_view view() const noexcept { return *this; }
-
-    /// An empty object (no handle). Never throws.
-    txn_result() noexcept = default;
-    /// Takes ownership of `r` (may be NULL). Never throws.
-    explicit txn_result(qkv_txn_result* r) noexcept : txn_result_view(r) {}
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    txn_result(txn_result&& o) noexcept : txn_result_view(std::exchange(o.p_, nullptr)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
-    txn_result& operator=(txn_result&& o) noexcept {
-        if (this != &o) {
-            reset();
-            p_ = std::exchange(o.p_, nullptr);
-        }
-        return *this;
-    }
-    txn_result(const txn_result&) = delete;
-    txn_result& operator=(const txn_result&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
-    ~txn_result() { reset(); }
-    /// Frees it now; the object becomes empty. Never throws.
-    void reset() noexcept {
-        qkv_txn_result_free(const_cast<qkv_txn_result*>(std::exchange(p_, nullptr)));
-    }
-    /// Gives up ownership (free with qkv_txn_result_free). Never throws.
-    qkv_txn_result* release() noexcept { return const_cast<qkv_txn_result*>(std::exchange(p_, nullptr)); }
 };
 
 /// An owned list of keys (a lease's keys; freed with qkv_keys_free). Move-only;
 /// reading is thread-safe.
-class keys {
+class keys : private detail::unique_handle<qkv_keys, qkv_keys_free> {
 public:
     using iterator = detail::index_iterator<keys, std::string>;
 
-    /// An empty object (no handle). Never throws.
-    keys() noexcept = default;
-    /// Takes ownership of `k` (may be NULL). Never throws.
-    explicit keys(qkv_keys* k) noexcept : p_(k) {}
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    keys(keys&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
-    keys& operator=(keys&& o) noexcept {
-        if (this != &o) {
-            reset();
-            p_ = std::exchange(o.p_, nullptr);
-        }
-        return *this;
-    }
-    keys(const keys&) = delete;
-    keys& operator=(const keys&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
-    ~keys() { reset(); }
+    // Lifetime as detail::unique_handle: empty default, from a handle, move, reset.
+    using unique_handle::unique_handle;
+    using unique_handle::reset;
+    using unique_handle::handle;
 
     /// Number of keys. Never throws.
     size_t size() const noexcept { return qkv_keys_len(p_); }
@@ -652,13 +630,6 @@ public:
     iterator begin() const noexcept { return iterator(this, 0); }
     /// Past the last element. Never throws.
     iterator end() const noexcept { return iterator(this, size()); }
-    /// Frees the list now; the object becomes empty. Never throws.
-    void reset() noexcept { qkv_keys_free(std::exchange(p_, nullptr)); }
-    /// The C handle (borrowed). Never throws.
-    const qkv_keys* handle() const noexcept { return p_; }
-
-private:
-    qkv_keys* p_ = nullptr;
 };
 
 /// An owned byte buffer handed out by the library (freed with qkv_bytes_free). Move-only.
@@ -738,7 +709,7 @@ struct lease_ttl_response {
 /// reference, or an rvalue one when called on a temporary, so
 /// `auto cfg = quorumkv::config(...).timeouts(...)` moves). Move-only. Not for two threads
 /// at once. Setters throw error(QKV_INVALID_ARGUMENT) for invalid or NUL-containing text.
-class config {
+class config : private detail::unique_handle<qkv_config, qkv_config_free> {
 public:
     /// A config for node `name` with data in `data_dir` (created if missing), listening
     /// for peers on `peer_addr` (host:port), etcd's defaults for the rest (alone: a
@@ -748,20 +719,7 @@ public:
                                      detail::c_text(data_dir, "data_dir").c_str(),
                                      detail::c_text(peer_addr, "peer_addr").c_str(), &p_));
     }
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    config(config&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
-    config& operator=(config&& o) noexcept {
-        if (this != &o) {
-            qkv_config_free(p_);
-            p_ = std::exchange(o.p_, nullptr);
-        }
-        return *this;
-    }
-    config(const config&) = delete;
-    config& operator=(const config&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
-    ~config() { qkv_config_free(p_); }
+    // Moves as detail::unique_handle.
 
     /// Static bootstrap: adds member (`name`, `peer_addr`) of the initial cluster (give
     /// every member, this one included, the same list).
@@ -879,11 +837,7 @@ public:
         return std::move(client_tls(cert_file, key_file, trusted_ca_file, client_cert_auth));
     }
 
-    /// The C handle (borrowed; NULL when moved from). Never throws.
-    const qkv_config* handle() const noexcept { return p_; }
-
-private:
-    qkv_config* p_ = nullptr;
+    using unique_handle::handle;
 };
 
 /// Which branch of a transaction an operation goes to.
@@ -908,24 +862,11 @@ enum class compare_op : int32_t {
 /// the success or the failure branch. Fluent (each adder returns *this and copies its
 /// arguments); run it with node::commit, as often as wanted. Move-only. Not for two threads
 /// at once while being built. Adders throw error(QKV_INVALID_ARGUMENT) for bad enums.
-class txn {
+class txn : private detail::unique_handle<qkv_txn, qkv_txn_free> {
 public:
     /// An empty transaction. Throws error only if the library cannot allocate it.
     txn() { detail::check(qkv_txn_new(&p_)); }
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    txn(txn&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
-    txn& operator=(txn&& o) noexcept {
-        if (this != &o) {
-            qkv_txn_free(p_);
-            p_ = std::exchange(o.p_, nullptr);
-        }
-        return *this;
-    }
-    txn(const txn&) = delete;
-    txn& operator=(const txn&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
-    ~txn() { qkv_txn_free(p_); }
+    // Moves as detail::unique_handle.
 
     /// Compares `key`'s version, create/mod revision or lease with `number`.
     txn& compare(std::string_view key, compare_target target, compare_op op, int64_t number) {
@@ -973,11 +914,7 @@ public:
         return *this;
     }
 
-    /// The C handle (borrowed; NULL when moved from). Never throws.
-    const qkv_txn* handle() const noexcept { return p_; }
-
-private:
-    qkv_txn* p_ = nullptr;
+    using unique_handle::handle;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -986,33 +923,15 @@ private:
 /// A background keep-alive of a lease (renewal every third of its TTL on the library's
 /// threads) until destroyed or reset, the lease's revocation, or the node's stop.
 /// Made by node::lease_keep_alive. Move-only; thread-safe.
-class keepalive {
+class keepalive : private detail::unique_handle<qkv_keepalive, qkv_keepalive_free> {
 public:
-    /// An empty object (no handle). Never throws.
-    keepalive() noexcept = default;
-    /// Takes ownership of `k` (may be NULL). Never throws.
-    explicit keepalive(qkv_keepalive* k) noexcept : p_(k) {}
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    keepalive(keepalive&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
-    keepalive& operator=(keepalive&& o) noexcept {
-        if (this != &o) {
-            reset();
-            p_ = std::exchange(o.p_, nullptr);
-        }
-        return *this;
-    }
-    keepalive(const keepalive&) = delete;
-    keepalive& operator=(const keepalive&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
-    ~keepalive() { reset(); }
-    /// Stops renewing (the lease then expires after its TTL). Never throws.
-    void reset() noexcept { qkv_keepalive_free(std::exchange(p_, nullptr)); }
+    // Lifetime as detail::unique_handle: empty default, from a handle, move.
+    using unique_handle::unique_handle;
+    /// Stops renewing (the lease then expires after its TTL); the object becomes empty.
+    /// Never throws.
+    using unique_handle::reset;
     /// Whether it still owns a keep-alive. Never throws.
-    explicit operator bool() const noexcept { return p_ != nullptr; }
-
-private:
-    qkv_keepalive* p_ = nullptr;
+    using unique_handle::operator bool;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -1022,7 +941,7 @@ private:
 /// leader first hands leadership over) and frees it. Every method may be called from any
 /// thread concurrently (and from watch callbacks); the destructor, reset() and move
 /// assignment must be the last use. Blocking methods wait on the calling thread.
-class node {
+class node : private detail::unique_handle<qkv_node, qkv_node_free> {
 public:
     /// An empty node (no handle). Never throws.
     node() noexcept = default;
@@ -1030,31 +949,16 @@ public:
     /// bootstraps or joins, and returns once it serves requests. Throws error
     /// (QKV_INVALID_CONFIG, QKV_DATA_DIR_LOCKED, QKV_TRANSPORT, QKV_CLUSTER_MISMATCH, ...).
     explicit node(const config& cfg) { detail::check(qkv_node_start(cfg.handle(), &p_)); }
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    node(node&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
-    node& operator=(node&& o) noexcept {
-        if (this != &o) {
-            reset();
-            p_ = std::exchange(o.p_, nullptr);
-        }
-        return *this;
-    }
-    node(const node&) = delete;
-    node& operator=(const node&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
-    ~node() { reset(); }
+    // Moves as detail::unique_handle.
 
     /// Stops (if running) and frees the node now; the object becomes empty. Watches and
     /// keep-alives made from it stay valid (they report QKV_STOPPED). Never throws.
-    void reset() noexcept { qkv_node_free(std::exchange(p_, nullptr)); }
+    using unique_handle::reset;
     /// Stops the node (idempotent) but keeps the handle: later calls throw QKV_STOPPED,
     /// and the same config may be started again. Blocking. Throws error.
     void stop() const { detail::check(qkv_node_stop(p_)); }
-    /// Whether it holds a node handle. Never throws.
-    explicit operator bool() const noexcept { return p_ != nullptr; }
-    /// The C handle (borrowed; NULL when empty). Never throws.
-    const qkv_node* handle() const noexcept { return p_; }
+    using unique_handle::operator bool;
+    using unique_handle::handle;
 
     /// This member's id (stable across restarts); 0 when empty. Never throws.
     uint64_t id() const noexcept { return qkv_node_id(p_); }
@@ -1095,7 +999,7 @@ public:
     std::vector<member> members() const {
         qkv_members* m = nullptr;
         detail::check(qkv_node_members(p_, &m));
-        std::unique_ptr<qkv_members, void (*)(qkv_members*)> guard(m, qkv_members_free);
+        detail::unique_handle<qkv_members, qkv_members_free> guard(m);
         std::vector<member> out;
         for (size_t i = 0, n = qkv_members_len(m); i < n; i++) {
             qkv_member c{};
@@ -1257,9 +1161,6 @@ public:
             }
         }
     }
-
-private:
-    qkv_node* p_ = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -1307,7 +1208,7 @@ inline void watch_trampoline(void* userdata, qkv_result status, const qkv_events
 /// next(), cancel(), compact_revision() may be called from any thread; the destructor,
 /// reset() and move assignment must be the last use. A watch may outlive its node (it
 /// then reports QKV_STOPPED).
-class watch {
+class watch : private detail::unique_handle<qkv_watch, qkv_watch_free> {
 public:
     /// An empty watch. Never throws.
     watch() noexcept = default;
@@ -1318,7 +1219,7 @@ public:
     watch(const node& n, std::string_view key, std::string_view range_end = {}, const watch_options& options = {}) {
         qkv_watch_options o = detail::to_c(options);
         detail::check(qkv_watch_new(n.handle(), detail::ptr(key), key.size(), detail::ptr(range_end),
-                                    range_end.size(), &o, &w_));
+                                    range_end.size(), &o, &p_));
     }
     /// A callback watch: `on_events` gets each response and `on_end` (optional) the end,
     /// both on the watch's own library thread (`qkv-watch`), one call at a time, in
@@ -1331,22 +1232,20 @@ public:
         : state_(new detail::watch_state{std::move(on_events), std::move(on_end), false}) {
         qkv_watch_options o = detail::to_c(options);
         detail::check(qkv_watch_start(n.handle(), detail::ptr(key), key.size(), detail::ptr(range_end),
-                                      range_end.size(), &o, detail::watch_trampoline, state_.get(), &w_));
+                                      range_end.size(), &o, detail::watch_trampoline, state_.get(), &p_));
     }
-    /// Takes `o`'s handle; `o` becomes empty. Never throws.
-    watch(watch&& o) noexcept : w_(std::exchange(o.w_, nullptr)), state_(std::move(o.state_)) {}
-    /// Frees the current handle and takes `o`'s; `o` becomes empty. Never throws.
+    /// Takes `o`'s handle and callbacks; `o` becomes empty. Never throws.
+    watch(watch&& o) noexcept = default;
+    /// Frees the current watch (as reset()) and takes `o`'s; `o` becomes empty. Never throws.
     watch& operator=(watch&& o) noexcept {
         if (this != &o) {
             reset();
-            w_ = std::exchange(o.w_, nullptr);
+            unique_handle::operator=(std::move(o));  // this is empty now: only takes o's
             state_ = std::move(o.state_);
         }
         return *this;
     }
-    watch(const watch&) = delete;
-    watch& operator=(const watch&) = delete;
-    /// Frees the handle, if any (see reset()). Never throws.
+    /// Frees the watch, if any (see reset()). Never throws.
     ~watch() { reset(); }
 
     /// Cancels and frees the watch; the object becomes empty. For a callback watch, waits
@@ -1354,7 +1253,7 @@ public:
     /// own callback, it returns at once and the functions are freed when that call
     /// returns. Never throws.
     void reset() noexcept {
-        qkv_watch* w = std::exchange(w_, nullptr);
+        qkv_watch* w = unique_handle::release();
         detail::watch_state* s = state_.release();
         if (s != nullptr && detail::running_watch_state() == s) {
             s->free_after_call = true;  // the trampoline frees it after the callback returns
@@ -1374,28 +1273,25 @@ public:
         auto ms = timeout.count() <= 0 ? 0 : timeout.count();
         auto max = static_cast<decltype(ms)>(std::numeric_limits<uint32_t>::max());
         qkv_events* e = nullptr;
-        qkv_result rc = qkv_watch_next(w_, static_cast<uint32_t>(ms < max ? ms : max), &e);
+        qkv_result rc = qkv_watch_next(p_, static_cast<uint32_t>(ms < max ? ms : max), &e);
         if (rc == QKV_TIMEOUT) return std::nullopt;
-        if (rc != QKV_OK) throw error(rc, detail::last_error_text(), qkv_watch_compact_revision(w_));
+        if (rc != QKV_OK) throw error(rc, detail::last_error_text(), qkv_watch_compact_revision(p_));
         return events(e);
     }
     /// Cancels: queued responses are still delivered, then the watch ends with
     /// QKV_WATCH_CANCELED. Idempotent; never blocks; thread-safe. Throws error
     /// (QKV_NULL_PARAMETER when empty).
-    void cancel() const { detail::check(qkv_watch_cancel(w_)); }
+    void cancel() const { detail::check(qkv_watch_cancel(p_)); }
     /// The compaction revision once the watch ended with QKV_COMPACTED, else 0. Never throws.
-    int64_t compact_revision() const noexcept { return qkv_watch_compact_revision(w_); }
+    int64_t compact_revision() const noexcept { return qkv_watch_compact_revision(p_); }
     /// The detail of the watch's last failure. Throws std::bad_alloc only.
     std::string last_error() const {
-        return detail::copy_text([this](char* buf, size_t len) { return qkv_watch_last_error(w_, buf, len); });
+        return detail::copy_text([this](char* buf, size_t len) { return qkv_watch_last_error(p_, buf, len); });
     }
-    /// Whether it holds a watch. Never throws.
-    explicit operator bool() const noexcept { return w_ != nullptr; }
-    /// The C handle (borrowed). Never throws.
-    const qkv_watch* handle() const noexcept { return w_; }
+    using unique_handle::operator bool;
+    using unique_handle::handle;
 
 private:
-    qkv_watch* w_ = nullptr;
     std::unique_ptr<detail::watch_state> state_;  // callback watches only
 };
 
