@@ -666,6 +666,14 @@ impl Node {
         &self.inner.runtime
     }
 
+    /// Runs `fut` to completion on the library's runtime, detached: the way a binding
+    /// whose callers are not in an async runtime starts async work without a thread per
+    /// call and delivers the result itself (Python's asyncio layer does). The node's own
+    /// async methods then run without a hop between runtimes. `fut` must not block.
+    pub fn spawn_detached(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        drop(self.inner.runtime.spawn(fut));
+    }
+
     /// Spawns `f(node)` on the library runtime and awaits it from any runtime.
     pub(crate) async fn on_runtime<T, F, Fut>(&self, f: F) -> Result<T>
     where

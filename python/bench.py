@@ -1,0 +1,146 @@
+"""Throughput of quorumkv from Python against one node in this process.
+
+    python bench.py [--seconds 5] [--threads 16] [--tasks 64] [--value-bytes 256]
+
+Measures puts/s and gets/s (linearizable, and serializable) with N Python threads
+calling the blocking API, and with M asyncio tasks awaiting the async API on one event
+loop. Keys are 8 bytes and values 256 bytes, as in the Rust API benchmark
+(`cargo bench --bench core`), whose "1 node(s): puts/s with 16 / 64 writers" and
+"linearizable get, 16 readers" rows are the figures to compare with. Build the module
+with `maturin develop --release` (or install the wheel) first: a debug build is several
+times slower. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Awaitable, Callable, List
+
+# Run as `python python/bench.py`, the script's directory would shadow an installed
+# (release) quorumkv with the source tree's quorumkv/ (a `maturin develop` build).
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import quorumkv  # noqa: E402
+
+KEYS = 1_000
+
+
+def key(i: int) -> bytes:
+    return struct.pack(">Q", i % 100_000_000)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def threaded(n_threads: int, seconds: float, op: Callable[[int, int], object]) -> float:
+    """Runs op(thread, i) in a closed loop on n_threads threads; returns operations/s."""
+    stop = threading.Event()
+    counts: List[int] = [0] * n_threads
+
+    def run(t: int) -> None:
+        i = 0
+        while not stop.is_set():
+            op(t, i)
+            i += 1
+        counts[t] = i
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(n_threads)]
+    start = time.perf_counter()
+    for th in threads:
+        th.start()
+    time.sleep(seconds)
+    stop.set()
+    for th in threads:
+        th.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+async def tasks(n_tasks: int, seconds: float, op: Callable[[int, int], Awaitable[object]]) -> float:
+    """Runs `await op(task, i)` in a closed loop on n_tasks asyncio tasks; returns operations/s."""
+    stop = False
+    counts: List[int] = [0] * n_tasks
+
+    async def run(t: int) -> None:
+        i = 0
+        while not stop:
+            await op(t, i)
+            i += 1
+        counts[t] = i
+
+    start = time.perf_counter()
+    running = [asyncio.ensure_future(run(t)) for t in range(n_tasks)]
+    await asyncio.sleep(seconds)
+    stop = True
+    await asyncio.gather(*running)
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--tasks", type=int, default=64)
+    p.add_argument("--value-bytes", type=int, default=256)
+    args = p.parse_args()
+    value = b"\x02" * args.value_bytes
+    if quorumkv._native.debug_build():
+        print(f"warning: {quorumkv.__file__} is a debug build; use a release build for figures", file=sys.stderr)
+    secs = args.seconds
+
+    with tempfile.TemporaryDirectory(prefix="qkv-pybench-") as tmp:
+        # As the Rust benchmark (benches/common): no snapshot every 10,000 entries mid-run.
+        node = quorumkv.Node("bench", Path(tmp) / "n1", f"127.0.0.1:{free_port()}", snapshot_threshold_entries=100_000)
+        with node:
+            assert node.wait_for_leader(10)
+            for i in range(KEYS):
+                node.put(key(i), value)
+            rows = []
+            n, m = args.threads, args.tasks
+
+            rows.append((f"puts/s, {n} threads", threaded(n, secs, lambda t, i: node.put(key(t * 1_000_000 + i), value))))
+            rows.append((f"linearizable gets/s, {n} threads", threaded(n, secs, lambda t, i: node.get(key(t + 7 * i)))))
+            rows.append(
+                (
+                    f"serializable gets/s, {n} threads",
+                    threaded(n, secs, lambda t, i: node.get(key(t + 7 * i), serializable=True)),
+                )
+            )
+
+            async def run_async() -> None:
+                rows.append(
+                    (
+                        f"puts/s, asyncio {m} tasks",
+                        await tasks(m, secs, lambda t, i: node.aput(key(t * 1_000_000 + i), value)),
+                    )
+                )
+                rows.append(
+                    (
+                        f"linearizable gets/s, asyncio {m} tasks",
+                        await tasks(m, secs, lambda t, i: node.aget(key(t + 7 * i))),
+                    )
+                )
+
+            asyncio.run(run_async())
+
+    print(f"| Python, 1 node ({args.value_bytes}-byte values, {secs:.0f} s each) | result |")
+    print("|---|---|")
+    for name, ops in rows:
+        print(f"| {name} | {ops:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+//! asyncio without a thread pool.
+//!
+//! An async call spawns its Rust future on the node's runtime (watches: on the binding's
+//! own one-thread runtime); neither ever needs the GIL. When the future completes its result is
+//! queued on the event loop's `Completer` and, if the queue was empty, one byte is written
+//! to the completer's pipe. The event loop watches the pipe (`loop.add_reader`); its
+//! callback calls `Completer.drain`, which converts every queued result to Python objects
+//! and resolves the asyncio futures, all on the loop's thread. A burst of completions
+//! costs one wake-up of the loop and no GIL hand-off to another thread.
+
+use std::future::Future;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures::FutureExt;
+use pyo3::intern;
+use pyo3::prelude::*;
+use tokio::runtime::Runtime;
+
+use crate::errors::{panic_message, Failure};
+
+/// The binding's runtime: it awaits the node's futures (whose work runs on the library's
+/// own runtime) and queues their results. One worker: it does very little per result.
+pub fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("qkv-py")
+            .enable_all()
+            .build()
+            .expect("cannot start the quorumkv Python runtime")
+    })
+}
+
+type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+enum Outcome {
+    Ok(Convert),
+    Err(Failure),
+}
+
+struct Inner {
+    queue: Mutex<Vec<(Py<PyAny>, Outcome)>>,
+    writer: Mutex<std::io::PipeWriter>,
+}
+
+impl Inner {
+    fn push(&self, fut: Py<PyAny>, outcome: Outcome) {
+        let was_empty = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let was_empty = q.is_empty();
+            q.push((fut, outcome));
+            was_empty
+        };
+        if was_empty {
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            // A full pipe already holds a wake-up; nothing else can fail here.
+            let _ = w.write(&[1]);
+        }
+    }
+}
+
+/// Delivers results of native async calls to one asyncio event loop (see the module docs).
+#[pyclass(module = "quorumkv._native", frozen)]
+pub struct Completer {
+    inner: Arc<Inner>,
+    reader: std::io::PipeReader,
+}
+
+#[pymethods]
+impl Completer {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let (reader, writer) = std::io::pipe()?;
+        Ok(Completer { inner: Arc::new(Inner { queue: Mutex::new(Vec::new()), writer: Mutex::new(writer) }), reader })
+    }
+
+    /// The pipe's read end, for `loop.add_reader` (the caller makes it non-blocking and
+    /// empties it before each `drain`).
+    fn fileno(&self) -> i32 {
+        self.reader.as_raw_fd()
+    }
+
+    /// Resolves the asyncio futures of every completed call; returns how many.
+    fn drain(&self, py: Python<'_>) -> usize {
+        let items = std::mem::take(&mut *self.inner.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let n = items.len();
+        for (fut, outcome) in items {
+            let fut = fut.bind(py);
+            // A cancelled future takes no result.
+            if fut.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true) {
+                continue;
+            }
+            let settled = match outcome {
+                Outcome::Ok(convert) => match convert(py) {
+                    Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,)),
+                    Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),)),
+                },
+                Outcome::Err(f) => fut.call_method1(intern!(py, "set_exception"), (f.into_pyerr(py).into_value(py),)),
+            };
+            if let Err(e) = settled {
+                e.write_unraisable(py, Some(fut));
+            }
+        }
+        n
+    }
+}
+
+/// Where async work runs.
+pub enum On<'a> {
+    /// The node's own runtime: its async methods then run without a hop between runtimes.
+    Node(&'a quorumkv::Node),
+    /// The binding's runtime (work that needs no node).
+    Binding,
+}
+
+/// Runs `work` and resolves the asyncio future `fut` (of the loop `completer` serves)
+/// with `convert(result)`, or with the mapped error or panic.
+pub fn spawn<T, W, C>(on: On<'_>, completer: &Completer, fut: Py<PyAny>, work: W, convert: C)
+where
+    T: Send + 'static,
+    W: Future<Output = quorumkv::Result<T>> + Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let inner = completer.inner.clone();
+    let task = async move {
+        let outcome = match AssertUnwindSafe(work).catch_unwind().await {
+            Ok(Ok(v)) => Outcome::Ok(Box::new(move |py| convert(py, v))),
+            Ok(Err(e)) => Outcome::Err(Failure::Core(e)),
+            Err(p) => Outcome::Err(Failure::Panic(panic_message(p))),
+        };
+        inner.push(fut, outcome);
+    };
+    match on {
+        On::Node(node) => node.spawn_detached(task),
+        On::Binding => drop(runtime().spawn(task)),
+    }
+}
