@@ -1,4 +1,5 @@
-//! The C ABI against the Rust API, in one run: `cargo bench --bench c_abi [-- --rounds N]`.
+//! The C ABI against the Rust API, in one run:
+//! `cargo bench --bench c_abi [-- --rounds N] [--get-threads N]` (get threads: default 2).
 //!
 //! The same workload — one node, 16 threads putting 256-byte values, then 2 threads
 //! getting them serializably and linearizably — runs through the Rust API's blocking
@@ -23,7 +24,6 @@ use common::free_addr;
 // Keep in step with benches/c_abi/bench.c.
 const PUT_THREADS: u32 = 16;
 const PUTS_PER_THREAD: u32 = 1000;
-const GET_THREADS: u32 = 2;
 const LOCAL_GETS_PER_THREAD: u32 = 1_000_000;
 const LINEAR_GETS_PER_THREAD: u32 = 50_000;
 const KEYS: u32 = PUT_THREADS * PUTS_PER_THREAD;
@@ -61,7 +61,7 @@ fn gets(node: &Node, keys: &[Vec<u8>], thread: u32, count: u32, serializable: bo
 }
 
 /// The workload through the Rust API, on a fresh node under `dir`.
-fn rust_round(dir: &Path) -> BTreeMap<&'static str, f64> {
+fn rust_round(dir: &Path, get_threads: u32) -> BTreeMap<&'static str, f64> {
     let node = Node::start_blocking(NodeConfig::new("bench", dir, free_addr())).unwrap();
     let mut out = BTreeMap::new();
     let (n, k) = (node.clone(), keys());
@@ -78,7 +78,7 @@ fn rust_round(dir: &Path) -> BTreeMap<&'static str, f64> {
         [("get_serializable", LOCAL_GETS_PER_THREAD, true), ("get_linearizable", LINEAR_GETS_PER_THREAD, false)]
     {
         let (n, k) = (node.clone(), keys());
-        out.insert(name, run(GET_THREADS, GET_THREADS * count, move |t| gets(&n, &k, t, count, serializable)));
+        out.insert(name, run(get_threads, get_threads * count, move |t| gets(&n, &k, t, count, serializable)));
     }
     node.stop_blocking().unwrap();
     out
@@ -138,7 +138,10 @@ fn stripped_size(file: &Path, scratch: &Path) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = args.iter().position(|a| a == "--rounds").map_or(5, |i| args[i + 1].parse().unwrap());
+    let flag = |name: &str, default: u32| {
+        args.iter().position(|a| a == name).map_or(default, |i| args[i + 1].parse().unwrap())
+    };
+    let (rounds, get_threads) = (flag("--rounds", 5) as usize, flag("--get-threads", 2));
     let scratch = tempfile::tempdir().unwrap();
     let (exe, lib_dir, profile_dir) = build_c(scratch.path());
 
@@ -149,12 +152,13 @@ fn main() {
         for side in if round % 2 == 0 { ["rust", "c"] } else { ["c", "rust"] } {
             let dir = scratch.path().join(format!("{side}-{round}"));
             if side == "rust" {
-                for (k, v) in rust_round(&dir) {
+                for (k, v) in rust_round(&dir, get_threads) {
                     rust.entry(k).or_default().push(v);
                 }
             } else {
                 let addr = free_addr();
-                let res = c_program(&[dir.as_os_str(), addr.as_ref()], &lib_dir, &exe);
+                let threads = get_threads.to_string();
+                let res = c_program(&[dir.as_os_str(), addr.as_ref(), threads.as_ref()], &lib_dir, &exe);
                 for w in WORKLOADS {
                     c.entry(w).or_default().push(res[w]);
                 }
@@ -162,7 +166,7 @@ fn main() {
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
-    println!("| workload (1 node, ops/s, median of {rounds} [min–max]) | Rust API | C ABI | C / Rust |");
+    println!("| workload (1 node, {get_threads} get threads, ops/s, median of {rounds} [min–max]) | Rust API | C ABI | C / Rust |");
     println!("|---|---:|---:|---:|");
     let spread = |v: &[f64]| {
         let (lo, hi) = v.iter().fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));

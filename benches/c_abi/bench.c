@@ -1,7 +1,7 @@
 /* The C side of `cargo bench --bench c_abi`: one node, then the same put/get workload as
  * the Rust side (benches/c_abi.rs), through the C ABI. Prints "<workload> <ops/s>" lines.
  *
- *     bench DATA_DIR PEER_ADDR
+ *     bench DATA_DIR PEER_ADDR [GET_THREADS]   (GET_THREADS: 1 to 16, default 2)
  *     bench --idle DATA_DIR BASE_PORT NODES   (RSS of a process hosting NODES idle nodes) */
 #define _POSIX_C_SOURCE 200809L
 #include <quorumkv.h>
@@ -15,7 +15,7 @@
 /* Keep in step with benches/c_abi.rs. */
 #define PUT_THREADS 16
 #define PUTS_PER_THREAD 1000
-#define GET_THREADS 2
+#define GET_THREADS_MAX 16
 #define LOCAL_GETS_PER_THREAD 1000000
 #define LINEAR_GETS_PER_THREAD 50000
 #define KEYS (PUT_THREADS * PUTS_PER_THREAD)
@@ -71,7 +71,7 @@ static void *getter(void *arg) {
 }
 
 static double run(void *(*fn)(void *), unsigned threads, void *args, size_t arg_size, unsigned ops) {
-    pthread_t ids[PUT_THREADS];
+    pthread_t ids[PUT_THREADS > GET_THREADS_MAX ? PUT_THREADS : GET_THREADS_MAX];
     double start = now_s();
     for (unsigned t = 0; t < threads; t++)
         pthread_create(&ids[t], NULL, fn, args ? (char *)args + t * arg_size : (void *)(size_t)t);
@@ -131,13 +131,15 @@ int main(int argc, char **argv) {
     qkv_config_free(cfg);
 
     printf("put %.0f\n", run(putter, PUT_THREADS, NULL, 0, KEYS));
-    struct getter_args local[GET_THREADS], linear[GET_THREADS];
-    for (unsigned t = 0; t < GET_THREADS; t++) {
+    unsigned get_threads = argc > 3 ? (unsigned)atoi(argv[3]) : 2;
+    if (get_threads < 1 || get_threads > GET_THREADS_MAX) return 2;
+    struct getter_args local[GET_THREADS_MAX], linear[GET_THREADS_MAX];
+    for (unsigned t = 0; t < get_threads; t++) {
         local[t] = (struct getter_args){t, LOCAL_GETS_PER_THREAD, true};
         linear[t] = (struct getter_args){t, LINEAR_GETS_PER_THREAD, false};
     }
-    printf("get_serializable %.0f\n", run(getter, GET_THREADS, local, sizeof local[0], GET_THREADS * LOCAL_GETS_PER_THREAD));
-    printf("get_linearizable %.0f\n", run(getter, GET_THREADS, linear, sizeof linear[0], GET_THREADS * LINEAR_GETS_PER_THREAD));
+    printf("get_serializable %.0f\n", run(getter, get_threads, local, sizeof local[0], get_threads * LOCAL_GETS_PER_THREAD));
+    printf("get_linearizable %.0f\n", run(getter, get_threads, linear, sizeof linear[0], get_threads * LINEAR_GETS_PER_THREAD));
     qkv_node_free(node);
     return 0;
 }
