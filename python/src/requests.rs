@@ -340,63 +340,32 @@ fn operand(
     Ok(CompareOperand { target, key, range_end })
 }
 
-#[pymethods]
-impl Compare {
-    #[staticmethod]
-    #[pyo3(signature = (key, range_end=None, *, prefix=Flag(false), from_key=Flag(false)))]
-    fn value(
-        py: Python<'_>,
-        key: Bytes,
-        range_end: Option<Bytes>,
-        prefix: Flag,
-        from_key: Flag,
-    ) -> PyResult<CompareOperand> {
-        operand(py, Target::Value, key, range_end, prefix, from_key)
-    }
-    #[staticmethod]
-    #[pyo3(signature = (key, range_end=None, *, prefix=Flag(false), from_key=Flag(false)))]
-    fn version(
-        py: Python<'_>,
-        key: Bytes,
-        range_end: Option<Bytes>,
-        prefix: Flag,
-        from_key: Flag,
-    ) -> PyResult<CompareOperand> {
-        operand(py, Target::Version, key, range_end, prefix, from_key)
-    }
-    #[staticmethod]
-    #[pyo3(signature = (key, range_end=None, *, prefix=Flag(false), from_key=Flag(false)))]
-    fn create_revision(
-        py: Python<'_>,
-        key: Bytes,
-        range_end: Option<Bytes>,
-        prefix: Flag,
-        from_key: Flag,
-    ) -> PyResult<CompareOperand> {
-        operand(py, Target::Create, key, range_end, prefix, from_key)
-    }
-    #[staticmethod]
-    #[pyo3(signature = (key, range_end=None, *, prefix=Flag(false), from_key=Flag(false)))]
-    fn mod_revision(
-        py: Python<'_>,
-        key: Bytes,
-        range_end: Option<Bytes>,
-        prefix: Flag,
-        from_key: Flag,
-    ) -> PyResult<CompareOperand> {
-        operand(py, Target::Mod, key, range_end, prefix, from_key)
-    }
-    #[staticmethod]
-    #[pyo3(signature = (key, range_end=None, *, prefix=Flag(false), from_key=Flag(false)))]
-    fn lease(
-        py: Python<'_>,
-        key: Bytes,
-        range_end: Option<Bytes>,
-        prefix: Flag,
-        from_key: Flag,
-    ) -> PyResult<CompareOperand> {
-        operand(py, Target::Lease, key, range_end, prefix, from_key)
-    }
+/// `#[pymethods] impl Compare`: one constructor per compare target (`Compare.value(...)`,
+/// `.version(...)`, ...), all taking a key or a range the same way, then `$rest`.
+macro_rules! compare_methods {
+    ($($name:ident => $target:ident),* ; $($rest:tt)*) => {
+        #[pymethods]
+        impl Compare {
+            $(
+                #[staticmethod]
+                #[pyo3(signature = (key, range_end=None, *, prefix=Flag(false), from_key=Flag(false)))]
+                fn $name(
+                    py: Python<'_>,
+                    key: Bytes,
+                    range_end: Option<Bytes>,
+                    prefix: Flag,
+                    from_key: Flag,
+                ) -> PyResult<CompareOperand> {
+                    operand(py, Target::$target, key, range_end, prefix, from_key)
+                }
+            )*
+            $($rest)*
+        }
+    };
+}
+
+compare_methods! {
+    value => Value, version => Version, create_revision => Create, mod_revision => Mod, lease => Lease;
 
     fn __repr__(&self) -> String {
         let c = &self.0;
