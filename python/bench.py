@@ -1,14 +1,16 @@
 """Throughput of quorumkv from Python against one node in this process.
 
-    python bench.py [--seconds 5] [--threads 16] [--tasks 64] [--value-bytes 256]
+    python bench.py [--seconds 3] [--rounds 3] [--threads 16] [--tasks 64] [--value-bytes 256]
 
 Measures puts/s and gets/s (linearizable, and serializable) with N Python threads
 calling the blocking API, and with M asyncio tasks awaiting the async API on one event
-loop. Keys are 8 bytes and values 256 bytes, as in the Rust API benchmark
-(`cargo bench --bench core`), whose "1 node(s): puts/s with 16 / 64 writers" and
-"linearizable get, 16 readers" rows are the figures to compare with. Build the module
-with `maturin develop --release` (or install the wheel) first: a debug build is several
-times slower. Prints a Markdown table.
+loop, and in the same run, on the same node, the same workload through the Rust API:
+N OS threads calling its blocking methods, or M tasks on the library's runtime awaiting
+its async ones (`quorumkv._native._bench_rust`). The two sides alternate, `--rounds`
+rounds each, and the medians and their ratio are printed as a Markdown table. Keys are
+8 bytes and values 256 bytes, as in the Rust API benchmark (`cargo bench --bench core`).
+Build the module with `maturin develop --release` (or install the wheel) first: a debug
+build is several times slower.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import argparse
 import asyncio
 import os
 import socket
+import statistics
 import struct
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Awaitable, Callable, List
+from typing import Awaitable, Callable, List, Tuple
 
 # Run as `python python/bench.py`, the script's directory would shadow an installed
 # (release) quorumkv with the source tree's quorumkv/ (a `maturin develop` build).
@@ -91,7 +94,8 @@ async def tasks(n_tasks: int, seconds: float, op: Callable[[int, int], Awaitable
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--seconds", type=float, default=3.0, help="length of one round of one side")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per workload and side (median reported)")
     p.add_argument("--threads", type=int, default=16)
     p.add_argument("--tasks", type=int, default=64)
     p.add_argument("--value-bytes", type=int, default=256)
@@ -99,7 +103,7 @@ def main() -> None:
     value = b"\x02" * args.value_bytes
     if quorumkv._native.debug_build():
         print(f"warning: {quorumkv.__file__} is a debug build; use a release build for figures", file=sys.stderr)
-    secs = args.seconds
+    secs, n, m = args.seconds, args.threads, args.tasks
 
     with tempfile.TemporaryDirectory(prefix="qkv-pybench-") as tmp:
         # As the Rust benchmark (benches/common): no snapshot every 10,000 entries mid-run.
@@ -108,38 +112,58 @@ def main() -> None:
             assert node.wait_for_leader(10)
             for i in range(KEYS):
                 node.put(key(i), value)
-            rows = []
-            n, m = args.threads, args.tasks
 
-            rows.append((f"puts/s, {n} threads", threaded(n, secs, lambda t, i: node.put(key(t * 1_000_000 + i), value))))
-            rows.append((f"linearizable gets/s, {n} threads", threaded(n, secs, lambda t, i: node.get(key(t + 7 * i)))))
-            rows.append(
+            def rust(workload: str, mode: str, workers: int) -> Callable[[], float]:
+                return lambda: quorumkv._native._bench_rust(node, workload, mode, workers, secs, value)
+
+            def in_loop(op: Callable[[int, int], Awaitable[object]]) -> Callable[[], float]:
+                return lambda: asyncio.run(tasks(m, secs, op))
+
+            # (name, Python side, Rust side): the Rust side runs the same workload, keys
+            # and worker count through the Rust API (bench.rs in the module).
+            workloads: List[Tuple[str, Callable[[], float], Callable[[], float]]] = [
+                (
+                    f"puts/s, {n} threads",
+                    lambda: threaded(n, secs, lambda t, i: node.put(key(t * 1_000_000 + i), value)),
+                    rust("put", "threads", n),
+                ),
+                (
+                    f"linearizable gets/s, {n} threads",
+                    lambda: threaded(n, secs, lambda t, i: node.get(key(t + 7 * i))),
+                    rust("get_linearizable", "threads", n),
+                ),
                 (
                     f"serializable gets/s, {n} threads",
-                    threaded(n, secs, lambda t, i: node.get(key(t + 7 * i), serializable=True)),
-                )
-            )
+                    lambda: threaded(n, secs, lambda t, i: node.get(key(t + 7 * i), serializable=True)),
+                    rust("get_serializable", "threads", n),
+                ),
+                (
+                    f"puts/s, asyncio {m} tasks / {m} Rust tasks",
+                    in_loop(lambda t, i: node.aput(key(t * 1_000_000 + i), value)),
+                    rust("put", "tasks", m),
+                ),
+                (
+                    f"linearizable gets/s, asyncio {m} tasks / {m} Rust tasks",
+                    in_loop(lambda t, i: node.aget(key(t + 7 * i))),
+                    rust("get_linearizable", "tasks", m),
+                ),
+            ]
+            rows = []
+            for name, py_side, rust_side in workloads:
+                py_runs: List[float] = []
+                rust_runs: List[float] = []
+                for r in range(args.rounds):
+                    # Alternate which side goes first, so drift hits both alike.
+                    order = [(py_side, py_runs), (rust_side, rust_runs)]
+                    for side, runs in order if r % 2 == 0 else reversed(order):
+                        runs.append(side())
+                print(f"{name}: Python {py_runs}, Rust {rust_runs}", file=sys.stderr)
+                rows.append((name, statistics.median(py_runs), statistics.median(rust_runs)))
 
-            async def run_async() -> None:
-                rows.append(
-                    (
-                        f"puts/s, asyncio {m} tasks",
-                        await tasks(m, secs, lambda t, i: node.aput(key(t * 1_000_000 + i), value)),
-                    )
-                )
-                rows.append(
-                    (
-                        f"linearizable gets/s, asyncio {m} tasks",
-                        await tasks(m, secs, lambda t, i: node.aget(key(t + 7 * i))),
-                    )
-                )
-
-            asyncio.run(run_async())
-
-    print(f"| Python, 1 node ({args.value_bytes}-byte values, {secs:.0f} s each) | result |")
-    print("|---|---|")
-    for name, ops in rows:
-        print(f"| {name} | {ops:.0f} |")
+    print(f"| 1 node, {args.value_bytes}-byte values, median of {args.rounds} x {secs:g} s | Python | Rust API | Python / Rust |")
+    print("|---|---:|---:|---:|")
+    for name, py_ops, rust_ops in rows:
+        print(f"| {name} | {py_ops:,.0f} | {rust_ops:,.0f} | {py_ops / rust_ops:.2f} |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 //! panics of the core are caught at the boundary and raised as `quorumkv.InternalError`.
 
 mod aio;
+mod bench;
 mod errors;
 mod lease;
 mod node;
@@ -33,6 +34,7 @@ fn debug_build() -> bool {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(debug_build, m)?)?;
+    m.add_function(wrap_pyfunction!(bench::bench_rust, m)?)?;
     m.add_class::<node::PyNode>()?;
     m.add_class::<watch::PyWatch>()?;
     m.add_class::<lease::PyLease>()?;
