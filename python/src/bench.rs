@@ -16,6 +16,13 @@ use quorumkv as q;
 use crate::errors::{core_error, invalid};
 use crate::node::PyNode;
 
+/// Who drives the workload: OS threads on the blocking twins, or runtime tasks.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Threads,
+    Tasks,
+}
+
 #[derive(Clone, Copy)]
 enum Workload {
     Put,
@@ -76,7 +83,7 @@ impl Tally {
 fn run(
     node: q::Node,
     w: Workload,
-    mode: &str,
+    mode: Mode,
     workers: u64,
     secs: Duration,
     value: Vec<u8>,
@@ -87,7 +94,7 @@ fn run(
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     for t in 0..workers {
         let (node, tally, value, done) = (node.clone(), tally.clone(), value.clone(), done_tx.clone());
-        if mode == "threads" {
+        if mode == Mode::Threads {
             std::thread::spawn(move || {
                 let mut i = 0;
                 let mut r = Ok(());
@@ -145,15 +152,16 @@ pub fn bench_rust(
         "get_serializable" => Workload::GetSerializable,
         _ => return Err(invalid(py, format!("unknown workload {workload:?}"))),
     };
-    if mode != "threads" && mode != "tasks" {
-        return Err(invalid(py, format!("mode must be 'threads' or 'tasks', not {mode:?}")));
-    }
+    let mode = match mode {
+        "threads" => Mode::Threads,
+        "tasks" => Mode::Tasks,
+        _ => return Err(invalid(py, format!("mode must be 'threads' or 'tasks', not {mode:?}"))),
+    };
     if workers == 0 || !(seconds.is_finite() && seconds > 0.0) {
         return Err(invalid(py, "workers and seconds must be positive"));
     }
     let n = node.node(py)?;
-    let mode = mode.to_owned();
-    let (rate, err) = py.detach(move || run(n, w, &mode, workers, Duration::from_secs_f64(seconds), value));
+    let (rate, err) = py.detach(move || run(n, w, mode, workers, Duration::from_secs_f64(seconds), value));
     match err {
         Some(e) => Err(core_error(py, &e)),
         None => Ok(rate),

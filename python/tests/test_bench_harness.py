@@ -13,8 +13,9 @@ def test_bench_rust_writes_and_reads(node: quorumkv.Node, mode: str, workers: in
     before = node.status().revision
     puts = _native._bench_rust(node, "put", mode, workers, 0.3, b"v" * 16)
     assert puts > 0
-    # Every put made one revision, and worker 0's first key (8-byte big-endian 0) holds the value.
-    assert node.status().revision - before >= int(puts * 0.3 * 0.5)
+    # Every counted put made one revision (the rate is over at least 0.3 s), and worker
+    # 0's first key (8-byte big-endian 0) holds the value.
+    assert node.status().revision - before >= int(puts * 0.3)
     kv = node.get((0).to_bytes(8, "big"))
     assert kv is not None and kv.value == b"v" * 16
     assert _native._bench_rust(node, "get_linearizable", mode, workers, 0.2, b"") > 0
