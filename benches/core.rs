@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 
 use quorumkv::{Node, PutRequest, RangeRequest};
 
+/// `--features mimalloc`: mimalloc as this program's allocator (as a program embedding
+/// nodes may choose, see docs/rust-api.md); otherwise the system's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 use common::*;
 

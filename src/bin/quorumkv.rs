@@ -3,6 +3,13 @@
 //! Flags follow Go's flag parsing, as etcd's do: `--flag value`, `--flag=value`, and the
 //! same with one dash. Run `quorumkv --help` for the list.
 
+/// `--features mimalloc`: cheaper allocation and, above all, cheaper frees of memory
+/// another thread allocated (the runtime's workers hand requests and responses to each
+/// other), for about 0.5 MiB more resident memory when idle.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
