@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from asyncio import get_running_loop as _get_running_loop
 from typing import Any, Literal, Optional, Sequence, Union, cast
 
 from . import _native
@@ -185,17 +184,11 @@ class Node(_native.Node):
     ) -> PutResult:
         """Awaitable :meth:`put`."""
         op = Op.put(key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value, ignore_lease=ignore_lease)
-        loop = _get_running_loop()
-        fut: "asyncio.Future[Any]" = loop.create_future()
-        self._submit(_completer(loop), fut, op)
-        return cast(PutResult, await fut)
+        return cast(PutResult, await self._start(op))
 
     async def aget(self, key: KeyLike, *, serializable: bool = False, revision: int = 0) -> Optional[KeyValue]:
         """Awaitable :meth:`get`."""
-        loop = _get_running_loop()
-        fut: "asyncio.Future[Any]" = loop.create_future()
-        self._submit(_completer(loop), fut, Op.get(key, serializable=serializable, revision=revision))
-        return cast(Optional[KeyValue], await fut)
+        return await self._aget(key, serializable, revision)
 
     async def arange(
         self,
@@ -234,10 +227,7 @@ class Node(_native.Node):
             min_create_revision=min_create_revision,
             max_create_revision=max_create_revision,
         )
-        loop = _get_running_loop()
-        fut: "asyncio.Future[Any]" = loop.create_future()
-        self._submit(_completer(loop), fut, op)
-        return cast(RangeResult, await fut)
+        return cast(RangeResult, await self._start(op))
 
     async def adelete(
         self,
@@ -250,10 +240,7 @@ class Node(_native.Node):
     ) -> DeleteResult:
         """Awaitable :meth:`delete`."""
         op = Op.delete(key, range_end, prefix=prefix, from_key=from_key, prev_kv=prev_kv)
-        loop = _get_running_loop()
-        fut: "asyncio.Future[Any]" = loop.create_future()
-        self._submit(_completer(loop), fut, op)
-        return cast(DeleteResult, await fut)
+        return cast(DeleteResult, await self._start(op))
 
     async def atxn(
         self,
@@ -262,21 +249,12 @@ class Node(_native.Node):
         failure: Optional[Sequence[Op]] = None,
     ) -> TxnResult:
         """Awaitable :meth:`txn`."""
-        loop = _get_running_loop()
-        fut: "asyncio.Future[Any]" = loop.create_future()
-        self._submit(_completer(loop), fut, Op.txn(compare, success, failure))
-        return cast(TxnResult, await fut)
+        return cast(TxnResult, await self._start(Op.txn(compare, success, failure)))
 
     async def acompact(self, revision: int, *, physical: bool = False) -> Header:
         """Awaitable :meth:`compact`."""
-        loop = _get_running_loop()
-        fut: "asyncio.Future[Any]" = loop.create_future()
-        self._submit(_completer(loop), fut, Op._compact(revision, physical))
-        return cast(Header, await fut)
+        return cast(Header, await self._start(Op._compact(revision, physical)))
 
     async def agrant(self, ttl: int, *, id: int = 0) -> Lease:
         """Awaitable :meth:`grant`."""
-        loop = _get_running_loop()
-        fut: "asyncio.Future[Any]" = loop.create_future()
-        self._submit(_completer(loop), fut, Op._grant(ttl, id))
-        return cast(Lease, await fut)
+        return cast(Lease, await self._start(Op._grant(ttl, id)))

@@ -47,6 +47,12 @@ struct Inner {
     writer: Mutex<std::io::PipeWriter>,
 }
 
+/// Calls submitted on the node's runtime since the last `Completer.flush`.
+struct Submitted {
+    node: Option<quorumkv::Node>,
+    futs: Vec<quorumkv::DetachedFuture>,
+}
+
 impl Inner {
     fn push(&self, fut: Py<PyAny>, outcome: Outcome) {
         let was_empty = {
@@ -68,6 +74,8 @@ impl Inner {
 pub struct Completer {
     inner: Arc<Inner>,
     reader: std::io::PipeReader,
+    /// Only the loop's thread touches it (under the GIL); a mutex keeps it `Sync`.
+    submitted: Mutex<Submitted>,
 }
 
 #[pymethods]
@@ -75,7 +83,25 @@ impl Completer {
     #[new]
     fn new() -> PyResult<Self> {
         let (reader, writer) = std::io::pipe()?;
-        Ok(Completer { inner: Arc::new(Inner { queue: Mutex::new(Vec::new()), writer: Mutex::new(writer) }), reader })
+        Ok(Completer {
+            inner: Arc::new(Inner { queue: Mutex::new(Vec::new()), writer: Mutex::new(writer) }),
+            reader,
+            submitted: Mutex::new(Submitted { node: None, futs: Vec::new() }),
+        })
+    }
+
+    /// Hands every call submitted since the last flush to the runtime at once. The
+    /// Python layer schedules it with `loop.call_soon` when a submission finds none
+    /// pending, so the calls of one event-loop iteration cost one wake-up of a runtime
+    /// thread, not one each.
+    fn flush(&self) {
+        let Submitted { node, futs } = std::mem::replace(
+            &mut *self.submitted.lock().unwrap_or_else(|p| p.into_inner()),
+            Submitted { node: None, futs: Vec::new() },
+        );
+        if let Some(node) = node {
+            node.spawn_detached_all(futs);
+        }
     }
 
     /// The pipe's read end, for `loop.add_reader` (the caller makes it non-blocking and
@@ -109,6 +135,51 @@ impl Completer {
     }
 }
 
+/// A function of the Python layer (`quorumkv/__init__.py`).
+pub fn helper<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    static MODULE: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    let m = MODULE.get_or_try_init(py, || py.import("quorumkv").map(Bound::unbind))?;
+    m.bind(py).getattr(name)
+}
+
+/// An async call in the making: the running event loop, its completer and a new future
+/// of that loop (raises `RuntimeError` outside a running loop, as asyncio does).
+pub struct LoopCall<'py> {
+    event_loop: Bound<'py, PyAny>,
+    completer: Bound<'py, Completer>,
+    pub fut: Bound<'py, PyAny>,
+}
+
+impl<'py> LoopCall<'py> {
+    pub fn new(py: Python<'py>) -> PyResult<Self> {
+        static GET_RUNNING_LOOP: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let get = GET_RUNNING_LOOP
+            .get_or_try_init(py, || py.import("asyncio")?.getattr("get_running_loop").map(Bound::unbind))?;
+        let event_loop = get.bind(py).call0()?;
+        // Cached on the loop by `quorumkv._completer`, which makes it on first use.
+        let completer = match event_loop.getattr(intern!(py, "_quorumkv_completer")) {
+            Ok(c) => c,
+            Err(_) => helper(py, "_completer")?.call1((&event_loop,))?,
+        };
+        let completer = completer.cast_into::<Completer>()?;
+        let fut = event_loop.call_method0(intern!(py, "create_future"))?;
+        Ok(LoopCall { event_loop, completer, fut })
+    }
+
+    pub fn completer(&self) -> &Completer {
+        self.completer.get()
+    }
+
+    /// Schedules the completer's flush when `spawn` said so; returns the future.
+    pub fn finish(self, first: bool) -> PyResult<Bound<'py, PyAny>> {
+        if first {
+            let flush = self.completer.getattr(intern!(self.fut.py(), "flush"))?;
+            self.event_loop.call_method1(intern!(self.fut.py(), "call_soon"), (flush,))?;
+        }
+        Ok(self.fut)
+    }
+}
+
 /// Where async work runs.
 pub enum On<'a> {
     /// The node's own runtime: its async methods then run without a hop between runtimes.
@@ -118,14 +189,18 @@ pub enum On<'a> {
 }
 
 /// Runs `work` and resolves the asyncio future `fut` (of the loop `completer` serves)
-/// with `convert(result)`, or with the mapped error or panic.
-pub fn spawn<T, W, C>(on: On<'_>, completer: &Completer, fut: Py<PyAny>, work: W, convert: C)
+/// with `convert(result)`, or with the mapped error or panic. Work on a node waits for
+/// `Completer.flush`; the result says whether the caller must schedule it (the first
+/// submission since the last flush).
+pub fn spawn<T, W, C>(on: On<'_>, completer: &Completer, fut: Py<PyAny>, work: W, convert: C) -> bool
 where
     T: Send + 'static,
     W: Future<Output = quorumkv::Result<T>> + Send + 'static,
     C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
 {
     let inner = completer.inner.clone();
+    // Boxed before it is moved around: the node's futures are several KiB.
+    let work = Box::pin(work);
     let task = async move {
         let outcome = match AssertUnwindSafe(work).catch_unwind().await {
             Ok(Ok(v)) => Outcome::Ok(Box::new(move |py| convert(py, v))),
@@ -135,7 +210,18 @@ where
         inner.push(fut, outcome);
     };
     match on {
-        On::Node(node) => node.spawn_detached(task),
-        On::Binding => drop(runtime().spawn(task)),
+        On::Node(node) => {
+            let mut submitted = completer.submitted.lock().unwrap_or_else(|p| p.into_inner());
+            // Every node's async methods are correct on any runtime (they hop to their
+            // own when it differs), so one batch may hold calls of several nodes.
+            let first = submitted.node.is_none();
+            submitted.node.get_or_insert_with(|| node.clone());
+            submitted.futs.push(Box::pin(task));
+            first
+        }
+        On::Binding => {
+            drop(runtime().spawn(task));
+            false
+        }
     }
 }

@@ -17,6 +17,13 @@ mod watch;
 
 use pyo3::prelude::*;
 
+/// mimalloc for the module's Rust allocations (Python's own objects keep CPython's
+/// allocator): results are allocated on the library's runtime threads and freed on
+/// Python's, which glibc's malloc serialises on its arena locks.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The version of the quorumkv library this module was built with.
 #[pyfunction]
 fn version() -> &'static str {

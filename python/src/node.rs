@@ -9,12 +9,12 @@ use pyo3::IntoPyObjectExt;
 use quorumkv as q;
 use quorumkv::server::{ClientServer, ServeOptions};
 
-use crate::aio::{spawn, Completer};
+use crate::aio::{spawn, Completer, LoopCall};
 use crate::errors::{core_error, guard, invalid, invalid_type, wait};
 use crate::lease::PyLease;
 use crate::requests::{delete_request, get_request, put_request, txn_request, Op, RangeArgs, Request};
 use crate::types::{
-    header, kv_opt, Bytes, DeleteResult, Flag, Int, Member, PutResult, RangeResult, Status, Text, TxnResult, UInt,
+    header, kv_opt_owned, Bytes, DeleteResult, Flag, Int, Member, PutResult, RangeResult, Status, Text, TxnResult, UInt,
 };
 use crate::watch::PyWatch;
 
@@ -363,7 +363,7 @@ impl PyNode {
         } else {
             wait(py, move || node.range_blocking(req))?.kvs.pop()
         };
-        kv_opt(py, &kv)
+        kv_opt_owned(py, kv)
     }
 
     #[pyo3(signature = (key=Bytes(Vec::new()), range_end=None, *, prefix=Flag(false), from_key=Flag(false),
@@ -521,25 +521,20 @@ impl PyNode {
 
     // ----- asyncio (private; see quorumkv.Node.aput and friends) -----
 
-    /// Runs `op` without blocking and resolves the asyncio future `fut` of the loop that
-    /// `completer` serves.
-    fn _submit(
-        &self,
-        py: Python<'_>,
-        completer: &Bound<'_, Completer>,
-        fut: Py<PyAny>,
-        op: &Bound<'_, Op>,
-    ) -> PyResult<()> {
+    /// Starts `op` without blocking; returns a future of the running event loop that
+    /// its result resolves (`quorumkv.Node.aput` and friends await it).
+    fn _start<'py>(&self, py: Python<'py>, op: &Bound<'py, Op>) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node(py)?;
-        let c = completer.get();
+        let call = LoopCall::new(py)?;
+        let (c, fut) = (call.completer(), call.fut.clone().unbind());
         let on = crate::aio::On::Node(&node);
         let n = node.clone();
-        match op.get().0.clone() {
+        let first = match op.get().0.clone() {
             Request::Put(r) => spawn(on, c, fut, async move { n.put(r).await }, |py, v| PutResult(v).into_py_any(py)),
             Request::Range(r) => {
                 spawn(on, c, fut, async move { n.range(r).await }, |py, v| RangeResult(v).into_py_any(py))
             }
-            Request::Get(r) => spawn(on, c, fut, async move { n.range(r).await }, |py, mut v| kv_opt(py, &v.kvs.pop())),
+            Request::Get(r) => get_on(on, c, fut, n, r),
             Request::Delete(r) => {
                 spawn(on, c, fut, async move { n.delete_range(r).await }, |py, v| DeleteResult(v).into_py_any(py))
             }
@@ -553,8 +548,29 @@ impl PyNode {
                     PyLease::new(handle, v.id, v.ttl, v.header).into_py_any(py)
                 })
             }
-        }
-        Ok(())
+        };
+        call.finish(first)
+    }
+
+    /// `_start` of a get, without an `Op` (`quorumkv.Node.aget`, the most frequent call).
+    fn _aget<'py>(
+        &self,
+        py: Python<'py>,
+        key: Bytes,
+        serializable: Flag,
+        revision: Int,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node(py)?;
+        let call = LoopCall::new(py)?;
+        let fut = call.fut.clone().unbind();
+        let first = get_on(
+            crate::aio::On::Node(&node),
+            call.completer(),
+            fut,
+            node.clone(),
+            get_request(key, serializable, revision),
+        );
+        call.finish(first)
     }
 
     fn __repr__(&self) -> String {
@@ -565,4 +581,9 @@ impl PyNode {
             if self.is_running() { "True" } else { "False" }
         )
     }
+}
+
+/// Spawns a get whose future resolves to a `KeyValue` or `None`.
+fn get_on(on: crate::aio::On<'_>, c: &Completer, fut: Py<PyAny>, n: q::Node, r: q::RangeRequest) -> bool {
+    spawn(on, c, fut, async move { n.range(r).await }, |py, mut v| kv_opt_owned(py, v.kvs.pop()))
 }

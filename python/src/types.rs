@@ -201,8 +201,13 @@ fn bytes_repr(b: &[u8]) -> String {
 }
 
 pub fn kv_opt(py: Python<'_>, kv: &Option<q::KeyValue>) -> PyResult<Py<PyAny>> {
+    kv_opt_owned(py, kv.clone())
+}
+
+/// [`kv_opt`] for a value the caller gives up (no copy of key and value).
+pub fn kv_opt_owned(py: Python<'_>, kv: Option<q::KeyValue>) -> PyResult<Py<PyAny>> {
     match kv {
-        Some(kv) => KeyValue(kv.clone()).into_py_any(py),
+        Some(kv) => KeyValue(kv).into_py_any(py),
         None => Ok(py.None()),
     }
 }

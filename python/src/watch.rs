@@ -9,7 +9,7 @@ use pyo3::types::PyTuple;
 use pyo3::IntoPyObjectExt;
 use quorumkv as q;
 
-use crate::aio::{spawn, Completer};
+use crate::aio::{helper, spawn, Completer};
 use crate::errors::wait;
 use crate::types::Event;
 
@@ -188,7 +188,8 @@ impl PyWatch {
         }
         let watcher = self.watcher.clone();
         let shared = self.shared.clone();
-        spawn(
+        // Runs on the binding's runtime at once: nothing to flush.
+        let _ = spawn(
             crate::aio::On::Binding,
             completer.get(),
             fut,
@@ -238,11 +239,4 @@ impl PyWatch {
     fn __repr__(&self) -> String {
         format!("Watch(id={}, revision={})", self.id, self.revision())
     }
-}
-
-/// A function of the Python layer (`quorumkv/__init__.py`).
-fn helper<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    static MODULE: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
-    let m = MODULE.get_or_try_init(py, || py.import("quorumkv").map(Bound::unbind))?;
-    m.bind(py).getattr(name)
 }

@@ -281,6 +281,30 @@ def test_async_kv(cluster: Cluster) -> None:
     asyncio.run(main())
 
 
+def test_async_calls_of_one_loop_iteration_go_together(cluster: Cluster) -> None:
+    """Calls made in one event-loop iteration reach the runtime as one batch: calls on
+    every node of the cluster in one batch, a cancelled call in it, batches back to back."""
+    nodes = cluster.nodes
+
+    async def main() -> None:
+        # One iteration: puts through all three nodes at once.
+        puts = [nodes[i % 3].aput(f"batch/{i:03d}", f"{i}") for i in range(60)]
+        doomed = asyncio.ensure_future(nodes[0].aget("batch/000"))
+        results = await asyncio.gather(*puts)
+        assert len({r.revision for r in results}) == 60
+        doomed.cancel()  # may already be done; either way nothing else is disturbed
+        # Gets on every node see every put (linearizable), batch after batch.
+        for _ in range(5):
+            got = await asyncio.gather(*[n.aget(f"batch/{i:03d}") for n in nodes for i in range(0, 60, 7)])
+            assert all(kv is not None for kv in got)
+            assert [kv.value for kv in got if kv is not None] == [f"{i}".encode() for _ in nodes for i in range(0, 60, 7)]
+        # A call on a stopped node fails at once, before anything is queued.
+        with pytest.raises(quorumkv.NodeStoppedError):
+            await quorumkv.Node("off", "/nonexistent", "127.0.0.1:1").aget("k")
+
+    asyncio.run(main())
+
+
 def test_leases_expire_and_delete_keys(cluster: Cluster) -> None:
     a, b, c = cluster.nodes
     ttl = a.min_lease_ttl  # 1 s with the fast election timeout of the tests

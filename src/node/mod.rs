@@ -91,6 +91,9 @@ pub struct NodeStatus {
     pub leader_changes: u64,
 }
 
+/// A future handed to [`Node::spawn_detached_all`].
+pub type DetachedFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
 /// The library's shared runtime (two worker threads: sized for small machines). Nodes may
 /// share it; they share nothing else.
 ///
@@ -672,6 +675,24 @@ impl Node {
     /// async methods then run without a hop between runtimes. `fut` must not block.
     pub fn spawn_detached(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
         drop(self.inner.runtime.spawn(fut));
+    }
+
+    /// [`spawn_detached`](Self::spawn_detached) for many futures at once, with one
+    /// hand-off to the runtime: a thread outside the runtime pays for waking a runtime
+    /// worker once per call instead of once per future (the futures are then spawned
+    /// from inside the runtime, where that is cheap). Each future still runs as a task
+    /// of its own, so they run concurrently and in parallel.
+    pub fn spawn_detached_all(&self, futs: Vec<DetachedFuture>) {
+        let mut futs = futs.into_iter();
+        let Some(first) = futs.next() else {
+            return;
+        };
+        drop(self.inner.runtime.spawn(async move {
+            for fut in futs {
+                drop(tokio::spawn(fut));
+            }
+            first.await;
+        }));
     }
 
     /// Spawns `f(node)` on the library runtime and awaits it from any runtime.
