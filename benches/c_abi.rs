@@ -170,8 +170,9 @@ fn main() {
         "| workload (1 node, {get_threads} get threads, ops/s, median of {rounds} [min–max]) | Rust API | C ABI | C / Rust | C / Rust, median of the rounds' ratios [min–max] |"
     );
     println!("|---|---:|---:|---:|---:|");
+    let min_max = |v: &[f64]| v.iter().fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
     let spread = |v: &[f64]| {
-        let (lo, hi) = v.iter().fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+        let (lo, hi) = min_max(v);
         format!("{:.0} [{lo:.0}–{hi:.0}]", median(v.to_vec()))
     };
     for w in WORKLOADS {
@@ -179,13 +180,13 @@ fn main() {
         // Each round's two sides ran back to back, so their ratio cancels most of the
         // machine's drift between rounds.
         let ratios: Vec<f64> = c[w].iter().zip(&rust[w]).map(|(c, r)| c / r).collect();
-        let (lo, hi) = ratios.iter().fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+        let (lo, hi) = min_max(&ratios);
         println!(
             "| {w} | {} | {} | {:.3} | {:.3} [{lo:.3}–{hi:.3}] |",
             spread(&rust[w]),
             spread(&c[w]),
             cv / r,
-            median(ratios.clone())
+            median(ratios)
         );
     }
 

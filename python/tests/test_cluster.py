@@ -290,12 +290,15 @@ def test_async_calls_of_one_loop_iteration_go_together(cluster: Cluster) -> None
         # One iteration: puts through all three nodes at once.
         puts = [nodes[i % 3].aput(f"batch/{i:03d}", f"{i}") for i in range(60)]
         doomed = asyncio.ensure_future(nodes[0].aget("batch/000"))
-        results = await asyncio.gather(*puts)
+        # Bounded waits: a batch that never reached the runtime fails the test, not hangs it.
+        results = await asyncio.wait_for(asyncio.gather(*puts), 30)
         assert len({r.revision for r in results}) == 60
         doomed.cancel()  # may already be done; either way nothing else is disturbed
         # Gets on every node see every put (linearizable), batch after batch.
         for _ in range(5):
-            got = await asyncio.gather(*[n.aget(f"batch/{i:03d}") for n in nodes for i in range(0, 60, 7)])
+            got = await asyncio.wait_for(
+                asyncio.gather(*[n.aget(f"batch/{i:03d}") for n in nodes for i in range(0, 60, 7)]), 30
+            )
             assert all(kv is not None for kv in got)
             assert [kv.value for kv in got if kv is not None] == [f"{i}".encode() for _ in nodes for i in range(0, 60, 7)]
         # A call on a stopped node fails at once, before anything is queued.
