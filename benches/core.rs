@@ -93,19 +93,30 @@ async fn concurrent_puts(node: &Node, writers: u64, secs: f64) -> f64 {
     .await
 }
 
-fn serializable_gets(node: &Node, keys: u64, secs: f64) -> f64 {
+/// Serializable gets/s from `threads` OS threads calling the node's local read.
+fn serializable_gets(node: &Node, threads: u64, keys: u64, secs: f64) -> f64 {
     let t = Instant::now();
-    let mut n = 0u64;
-    let mut req = RangeRequest::key(key(0));
-    while t.elapsed().as_secs_f64() < secs {
-        for _ in 0..1000 {
-            req.key = key(n % keys);
-            let r = node.range_local(&req).unwrap();
-            std::hint::black_box(r);
-            n += 1;
-        }
-    }
-    n as f64 / t.elapsed().as_secs_f64()
+    let total: u64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut n = 0u64;
+                    let mut req = RangeRequest::key(key(0));
+                    while t.elapsed().as_secs_f64() < secs {
+                        for _ in 0..1000 {
+                            req.key = key((w + 7 * n) % keys);
+                            let r = node.range_local(&req).unwrap();
+                            std::hint::black_box(r);
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    total as f64 / t.elapsed().as_secs_f64()
 }
 
 async fn linearizable_gets(node: &Node, readers: u64, keys: u64, secs: f64) -> f64 {
@@ -189,6 +200,22 @@ async fn main() {
         stop(nodes).await;
         return;
     }
+    if std::env::args().any(|a| a == "--gets") {
+        // Serializable gets on one node, 1 and 16 threads, three rounds.
+        let nodes = cluster(dir.path(), 1).await;
+        let l = leader(&nodes);
+        let value = vec![1u8; VALUE_BYTES];
+        for i in 0..1000 {
+            l.put(PutRequest::new(key(i), value.clone())).await.unwrap();
+        }
+        for _ in 0..3 {
+            for threads in [1, 16] {
+                println!("serializable gets, {threads} thread(s): {:.0}/s", serializable_gets(&l, threads, 1000, 2.0));
+            }
+        }
+        stop(nodes).await;
+        return;
+    }
     if std::env::args().any(|a| a == "--idle") {
         let (rss_kib, cpu, cpu_one_down) = idle_processes(dir.path(), 20);
         println!("idle RSS {:.1} MiB, 3-node CPU {cpu:.2} %, one down {cpu_one_down:.2} %", rss_kib as f64 / 1024.0);
@@ -230,8 +257,10 @@ async fn main() {
             println!("| {n} node(s): puts/s with {writers} writers | {ops:.0} |");
         }
         if n == 1 {
-            let gets = serializable_gets(&l, seq, secs);
-            println!("| serializable get, one thread | {gets:.0}/s |");
+            for threads in [1, 16] {
+                let gets = serializable_gets(&l, threads, seq, secs);
+                println!("| serializable get, {threads} thread(s) | {gets:.0}/s |");
+            }
         }
         let lin = linearizable_gets(&l, 16, seq, secs).await;
         println!("| {n} node(s): linearizable get, 16 readers | {lin:.0}/s |");
