@@ -289,3 +289,58 @@ async fn members_added_before_they_start() {
     assert!(nodes[0].promote_member(l4.id()).await.is_err(), "only learners are promoted");
     stop_all(nodes.iter().chain([&l4, &v5])).await;
 }
+
+/// A follower's concurrent writes reach the leader in shared requests, and its
+/// concurrent linearizable reads share read-index rounds; every write is applied once,
+/// each at its own revision, and every read sees every write acknowledged before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followers_concurrent_requests_share_trips_to_the_leader() {
+    let spec = ClusterSpec::new(3);
+    let nodes = start_cluster(&spec).await;
+    let leader = wait_for_leader(&nodes, Duration::from_secs(5)).await;
+    let follower = nodes.iter().find(|n| n.id() != leader).unwrap().clone();
+    // The follower must know the leader, or it would not forward at all.
+    eventually("the follower knows the leader", Duration::from_secs(5), || follower.leader() == Some(leader)).await;
+    const WRITES: usize = 200;
+    let puts = (0..WRITES).map(|i| {
+        let f = follower.clone();
+        async move { f.put(PutRequest::new(format!("batch/{i:03}"), format!("v{i}"))).await.unwrap() }
+    });
+    let revisions: std::collections::BTreeSet<i64> =
+        futures::future::join_all(puts).await.iter().map(|r| r.header.revision).collect();
+    assert_eq!(revisions.len(), WRITES, "every write has a revision of its own");
+    let s = follower.status().unwrap();
+    assert_eq!(s.forwarded_writes, WRITES as u64);
+    assert!(
+        s.forwarded_write_batches < WRITES as u64 / 4,
+        "{} writes took {} requests to the leader",
+        s.forwarded_writes,
+        s.forwarded_write_batches
+    );
+    let reads = (0..WRITES).map(|i| {
+        let f = follower.clone();
+        async move { f.get(format!("batch/{i:03}")).await.unwrap().expect("acknowledged before the read").value }
+    });
+    for (i, value) in futures::future::join_all(reads).await.into_iter().enumerate() {
+        assert_eq!(value, format!("v{i}").into_bytes());
+    }
+    let s = follower.status().unwrap();
+    assert_eq!(s.forwarded_reads, WRITES as u64);
+    assert!(
+        s.forwarded_read_rounds < WRITES as u64 / 4,
+        "{} reads took {} read-index requests",
+        s.forwarded_reads,
+        s.forwarded_read_rounds
+    );
+    eprintln!(
+        "{WRITES} writes: {} requests; {WRITES} reads: {} rounds",
+        s.forwarded_write_batches, s.forwarded_read_rounds
+    );
+    // The leader forwards nothing.
+    let l = nodes.iter().find(|n| n.id() == leader).unwrap();
+    l.put(PutRequest::new("on-the-leader", "x")).await.unwrap();
+    l.get("on-the-leader").await.unwrap().unwrap();
+    let ls = l.status().unwrap();
+    assert_eq!((ls.forwarded_writes, ls.forwarded_reads), (0, 0));
+    stop_all(nodes.iter()).await;
+}

@@ -79,7 +79,7 @@ impl Metrics {
 
 fn render_node(out: &mut String, s: &NodeStatus) {
     let flag = |b: bool| u64::from(b);
-    let gauges: [(&str, &str, &str, String); 16] = [
+    let gauges: [(&str, &str, &str, String); 20] = [
         ("quorumkv_server_raft_term", "gauge", "The current Raft term.", s.term.to_string()),
         (
             "quorumkv_server_commit_index",
@@ -127,6 +127,30 @@ fn render_node(out: &mut String, s: &NodeStatus) {
             s.log_appends.to_string(),
         ),
         ("quorumkv_disk_wal_entries_total", "counter", "Raft log entries appended.", s.log_entries.to_string()),
+        (
+            "quorumkv_forwarded_writes_total",
+            "counter",
+            "Writes this member forwarded to the leader as a follower.",
+            s.forwarded_writes.to_string(),
+        ),
+        (
+            "quorumkv_forwarded_write_batches_total",
+            "counter",
+            "Requests to the leader those writes took (concurrent writes share one).",
+            s.forwarded_write_batches.to_string(),
+        ),
+        (
+            "quorumkv_forwarded_reads_total",
+            "counter",
+            "Linearizable reads this member asked the leader a read index for as a follower.",
+            s.forwarded_reads.to_string(),
+        ),
+        (
+            "quorumkv_forwarded_read_rounds_total",
+            "counter",
+            "Read-index requests to the leader those reads took (concurrent reads share one).",
+            s.forwarded_read_rounds.to_string(),
+        ),
         (
             "quorumkv_mvcc_db_total_size_in_bytes",
             "gauge",
@@ -237,6 +261,10 @@ pub(crate) mod tests {
             watch_count: 4,
             has_leader: true,
             leader_changes: 1,
+            forwarded_writes: 40,
+            forwarded_write_batches: 3,
+            forwarded_reads: 50,
+            forwarded_read_rounds: 4,
         }
     }
 
@@ -270,6 +298,10 @@ pub(crate) mod tests {
         assert_eq!(get("quorumkv_watchers"), 4.0);
         assert_eq!(get("quorumkv_disk_wal_fsync_total"), 10.0);
         assert_eq!(get("quorumkv_disk_wal_fsync_seconds_total"), 2.5);
+        assert_eq!(get("quorumkv_forwarded_writes_total"), 40.0);
+        assert_eq!(get("quorumkv_forwarded_write_batches_total"), 3.0);
+        assert_eq!(get("quorumkv_forwarded_reads_total"), 50.0);
+        assert_eq!(get("quorumkv_forwarded_read_rounds_total"), 4.0);
         assert_eq!(get("quorumkv_mvcc_db_total_size_in_bytes"), 4096.0);
         assert_eq!(get("quorumkv_mvcc_current_revision"), 5.0);
         assert_eq!(get("quorumkv_mvcc_compact_revision"), 2.0);

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::datadir::{self, Identity};
 use super::{Node, NodeInner};
 use crate::error::{Error, Result};
+use crate::mvcc::{WriteCommand, WriteResponse};
 use crate::raft::codec::{decode, encode};
 use crate::raft::network::{ForwardHandler, VerifiedPeer};
 use crate::raft::{MemberAddrs, Request, Response};
@@ -75,6 +76,8 @@ pub(crate) enum ForwardRequest {
     /// The member list as the leader knows it (a node about to join looks for a member
     /// added for its address).
     LeaderMembers,
+    /// Propose these writes (a follower's concurrent writes, see `forward_writes.rs`).
+    WriteBatch(Vec<WriteCommand>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +92,8 @@ pub(crate) enum ForwardReply {
     LeaseTtl(i64),
     /// Remaining and granted TTL of a lease (`None`: it does not exist or has expired).
     LeaseRemaining(Option<(i64, i64)>),
+    /// Each write's answer, in order (outer error: not proposed, or no answer from Raft).
+    WriteBatch(Vec<Result<Result<WriteResponse>>>),
 }
 
 /// The peer service's entry point for forwarded requests.
@@ -180,8 +185,12 @@ impl Node {
                     let resp = raft.client_write(r).await.map_err(write_error)?;
                     Ok(ForwardReply::Write(resp.data))
                 }
+                ForwardRequest::WriteBatch(cmds) => super::forward_writes::propose_forwarded(self, cmds).await,
                 ForwardRequest::ReadIndex => {
-                    Ok(ForwardReply::ReadIndex(self.inner.read_index.read_index(&raft).await?))
+                    let raft = raft.clone();
+                    let index =
+                        self.inner.read_index.read_index(move || super::read_index::leader_round(raft.clone())).await?;
+                    Ok(ForwardReply::ReadIndex(index))
                 }
                 ForwardRequest::Join { id, addrs, learner, cluster_id } => {
                     self.join_as_leader(id, addrs, learner, cluster_id).await

@@ -4,6 +4,7 @@
 //! get a read index from the leader, wait until this node has applied it, then read
 //! locally; serializable reads read locally at once.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::forward::{ForwardReply, ForwardRequest};
@@ -23,17 +24,23 @@ impl Node {
             return Err(Error::RequestTooLarge { size_bytes: size, max_bytes: max });
         }
         let timeout = self.inner.config.request_timeout();
-        let reply =
-            self.on_runtime(move |n| async move { n.to_leader(ForwardRequest::Write(req), timeout).await }).await?;
-        match reply {
-            ForwardReply::Write(Response::Kv(result)) => {
-                let mut resp = result?;
-                let header = resp.header_mut();
-                *header = self.header(header.revision);
-                Ok(resp)
-            }
-            other => Err(Error::internal(format!("unexpected reply to a write: {other:?}"))),
-        }
+        let Request::Kv(cmd) = req else { unreachable!("built above") };
+        let result = self
+            .on_runtime(move |n| async move {
+                if n.leader() == Some(n.id()) {
+                    match n.to_leader(ForwardRequest::Write(Request::Kv(cmd)), timeout).await? {
+                        ForwardReply::Write(Response::Kv(result)) => Ok(result),
+                        other => Err(Error::internal(format!("unexpected reply to a write: {other:?}"))),
+                    }
+                } else {
+                    n.forward_write(cmd, size, timeout).await
+                }
+            })
+            .await?;
+        let mut resp = result?;
+        let header = resp.header_mut();
+        *header = self.header(header.revision);
+        Ok(resp)
     }
 
     /// Waits until a read on this node observes every write committed before the call
@@ -42,8 +49,19 @@ impl Node {
         let timeout = self.inner.config.request_timeout();
         let deadline = Instant::now() + timeout;
         self.on_runtime(move |n| async move {
-            let ForwardReply::ReadIndex(index) = n.to_leader(ForwardRequest::ReadIndex, timeout).await? else {
-                return Err(Error::internal("unexpected reply to a read index request"));
+            let index = if n.leader() == Some(n.id()) {
+                n.read_index_from_leader(timeout).await?
+            } else {
+                // A follower's concurrent reads share one forwarded request per round.
+                n.inner.forward_stats.reads.fetch_add(1, Ordering::Relaxed);
+                let node = n.clone();
+                let round = n.inner.forwarded_reads.read_index(move || {
+                    let node = node.clone();
+                    node.inner.forward_stats.read_rounds.fetch_add(1, Ordering::Relaxed);
+                    async move { node.read_index_from_leader(timeout).await }
+                });
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::timeout(left, round).await.map_err(|_| Error::Timeout)??
             };
             if n.applied_index() >= index {
                 return Ok(());
@@ -57,6 +75,14 @@ impl Node {
             Ok(())
         })
         .await
+    }
+
+    /// A read index from the leader (this node or the one it forwards to).
+    async fn read_index_from_leader(&self, timeout: std::time::Duration) -> Result<u64> {
+        match self.to_leader(ForwardRequest::ReadIndex, timeout).await? {
+            ForwardReply::ReadIndex(index) => Ok(index),
+            _ => Err(Error::internal("unexpected reply to a read index request")),
+        }
     }
 
     /// Puts a key (etcd `Put`).

@@ -8,6 +8,7 @@
 mod config;
 mod datadir;
 mod forward;
+mod forward_writes;
 mod kv;
 mod lease;
 mod maintenance;
@@ -89,6 +90,23 @@ pub struct NodeStatus {
     /// How often this node saw the leader change to a new, known leader since it started
     /// (the first election counts; etcd's `leader_changes_seen_total`).
     pub leader_changes: u64,
+    /// Writes this node forwarded to the leader (as a follower).
+    pub forwarded_writes: u64,
+    /// Requests those writes took: a follower's concurrent writes share one.
+    pub forwarded_write_batches: u64,
+    /// Linearizable reads this node asked the leader a read index for (as a follower).
+    pub forwarded_reads: u64,
+    /// Read-index requests those reads took: concurrent reads share one.
+    pub forwarded_read_rounds: u64,
+}
+
+/// Counters behind [`NodeStatus`]'s `forwarded_*` fields.
+#[derive(Debug, Default)]
+pub(crate) struct ForwardStats {
+    pub writes: AtomicU64,
+    pub write_batches: AtomicU64,
+    pub reads: AtomicU64,
+    pub read_rounds: AtomicU64,
 }
 
 /// A future handed to [`Node::spawn_detached_all`].
@@ -197,7 +215,13 @@ pub(crate) struct NodeInner {
     /// The peer port's TLS, if configured.
     peer_tls: Option<Arc<PeerTls>>,
     addresses: AddressBook,
+    /// Leadership rounds for linearizable reads, while this node leads.
     read_index: Arc<read_index::ReadIndexBatcher>,
+    /// Read-index requests this node forwards to the leader, batched likewise.
+    forwarded_reads: Arc<read_index::ReadIndexBatcher>,
+    /// Writes this node forwards to the leader, batched.
+    forwarder: forward_writes::WriteForwarder,
+    forward_stats: ForwardStats,
     leader_contact: Arc<LeaderContact>,
     /// Background chores of this incarnation (publishing addresses), aborted on stop.
     chores: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -284,6 +308,9 @@ impl Node {
             peer_tls,
             addresses: AddressBook::default(),
             read_index: Arc::default(),
+            forwarded_reads: Arc::default(),
+            forwarder: Default::default(),
+            forward_stats: ForwardStats::default(),
             leader_contact: Arc::default(),
             chores: std::sync::Mutex::default(),
             config,
@@ -535,6 +562,10 @@ impl Node {
             watch_count: running.hub.len(),
             has_leader: self.has_live_leader(),
             leader_changes: self.inner.observed.leader_changes.load(Ordering::Relaxed),
+            forwarded_writes: self.inner.forward_stats.writes.load(Ordering::Relaxed),
+            forwarded_write_batches: self.inner.forward_stats.write_batches.load(Ordering::Relaxed),
+            forwarded_reads: self.inner.forward_stats.reads.load(Ordering::Relaxed),
+            forwarded_read_rounds: self.inner.forward_stats.read_rounds.load(Ordering::Relaxed),
         })
     }
 

@@ -92,16 +92,24 @@ impl Drop for Flush<'_> {
 /// Splits queued writes into entries of at most `BATCH_WRITES_MAX` writes and about
 /// `BATCH_BYTES_MAX` bytes (never empty; a large write goes alone).
 fn split(queued: Vec<Pending>) -> Vec<Vec<Pending>> {
-    let mut out: Vec<Vec<Pending>> = vec![Vec::new()];
+    split_by(queued, |p| p.size_bytes)
+}
+
+/// Splits `items` into groups of at most `BATCH_WRITES_MAX` items and about
+/// `BATCH_BYTES_MAX` bytes by `size_bytes` (never empty; a large item goes alone). Also
+/// the follower's forwarded batches: one of them then fits one entry on the leader.
+pub(super) fn split_by<T>(items: Vec<T>, size_bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = vec![Vec::new()];
     let mut bytes = 0;
-    for p in queued {
+    for item in items {
+        let size = size_bytes(&item);
         let last = out.last_mut().expect("never empty");
-        if !last.is_empty() && (last.len() >= BATCH_WRITES_MAX || bytes + p.size_bytes > BATCH_BYTES_MAX) {
+        if !last.is_empty() && (last.len() >= BATCH_WRITES_MAX || bytes + size > BATCH_BYTES_MAX) {
             bytes = 0;
             out.push(Vec::new());
         }
-        bytes += p.size_bytes;
-        out.last_mut().expect("never empty").push(p);
+        bytes += size;
+        out.last_mut().expect("never empty").push(item);
     }
     out
 }

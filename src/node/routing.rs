@@ -155,7 +155,9 @@ impl Node {
                             hint = self.wait_leader_change(Some(leader), deadline).await?;
                         }
                         // A write that may have run must not run twice: its outcome is unknown.
-                        Err(SendError::Lost(_)) if matches!(req, ForwardRequest::Write(_)) => {
+                        Err(SendError::Lost(_))
+                            if matches!(req, ForwardRequest::Write(_) | ForwardRequest::WriteBatch(_)) =>
+                        {
                             return Err(Error::Timeout)
                         }
                         Err(SendError::Lost(e)) => {
