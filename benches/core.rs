@@ -201,7 +201,8 @@ async fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--gets") {
-        // Serializable gets on one node, 1 and 16 threads, three rounds.
+        // Gets on one node: serializable from 1 and 16 threads, linearizable from 16
+        // tasks; three rounds.
         let nodes = cluster(dir.path(), 1).await;
         let l = leader(&nodes);
         let value = vec![1u8; VALUE_BYTES];
@@ -212,6 +213,7 @@ async fn main() {
             for threads in [1, 16] {
                 println!("serializable gets, {threads} thread(s): {:.0}/s", serializable_gets(&l, threads, 1000, 2.0));
             }
+            println!("linearizable gets, 16 readers: {:.0}/s", linearizable_gets(&l, 16, 1000, 2.0).await);
         }
         stop(nodes).await;
         return;

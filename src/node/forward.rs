@@ -187,10 +187,7 @@ impl Node {
                 }
                 ForwardRequest::WriteBatch(cmds) => super::forward_writes::propose_forwarded(self, cmds).await,
                 ForwardRequest::ReadIndex => {
-                    let raft = raft.clone();
-                    let index =
-                        self.inner.read_index.read_index(move || super::read_index::leader_round(raft.clone())).await?;
-                    Ok(ForwardReply::ReadIndex(index))
+                    Ok(ForwardReply::ReadIndex(self.local_read_index(raft.clone(), timeout).await?))
                 }
                 ForwardRequest::Join { id, addrs, learner, cluster_id } => {
                     self.join_as_leader(id, addrs, learner, cluster_id).await

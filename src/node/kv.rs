@@ -50,7 +50,12 @@ impl Node {
         let deadline = Instant::now() + timeout;
         self.on_runtime(move |n| async move {
             let index = if n.leader() == Some(n.id()) {
-                n.read_index_from_leader(timeout).await?
+                // The leader's rounds are bounded; no routing and no timer per read.
+                let raft = n.running()?.raft.clone();
+                match n.local_read_index(raft, timeout).await {
+                    Err(Error::NotLeader { .. }) => n.read_index_from_leader(timeout).await?,
+                    other => other?,
+                }
             } else {
                 // A follower's concurrent reads share one forwarded request per round.
                 n.inner.forward_stats.reads.fetch_add(1, Ordering::Relaxed);
@@ -75,6 +80,12 @@ impl Node {
             Ok(())
         })
         .await
+    }
+
+    /// This node's read index as the leader, from its batched leadership rounds
+    /// (`NotLeader` when it does not lead).
+    pub(super) async fn local_read_index(&self, raft: crate::raft::Raft, timeout: std::time::Duration) -> Result<u64> {
+        self.inner.read_index.read_index(move || super::read_index::leader_round(raft.clone(), timeout)).await
     }
 
     /// A read index from the leader (this node or the one it forwards to).

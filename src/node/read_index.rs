@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::errors::{LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
@@ -84,9 +85,11 @@ impl ReadIndexBatcher {
 }
 
 /// The leader's round: a heartbeat round that confirms `raft` still leads; its answer
-/// is the read index.
-pub(crate) async fn leader_round(raft: Raft) -> Result<u64> {
-    let lin = raft.get_read_linearizer(ReadPolicy::ReadIndex).await.map_err(|e| match e {
+/// is the read index. It fails with `Timeout` after `timeout`, so a read that waits on a
+/// batcher of leader rounds waits at most two rounds and needs no timer of its own.
+pub(crate) async fn leader_round(raft: Raft, timeout: Duration) -> Result<u64> {
+    let lin = tokio::time::timeout(timeout, raft.get_read_linearizer(ReadPolicy::ReadIndex));
+    let lin = lin.await.map_err(|_| Error::Timeout)?.map_err(|e| match e {
         RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => Error::NotLeader { leader: f.leader_id },
         RaftError::APIError(_) => Error::NoLeader,
         RaftError::Fatal(f) => Error::Fatal(f.to_string()),
