@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::datadir::{self, Identity};
 use super::{Node, NodeInner};
 use crate::error::{Error, Result};
-use crate::mvcc::{WriteCommand, WriteResponse};
+use crate::mvcc::WriteCommand;
 use crate::raft::codec::{decode, encode};
 use crate::raft::network::{ForwardHandler, VerifiedPeer};
 use crate::raft::{MemberAddrs, Request, Response};
@@ -93,7 +93,7 @@ pub(crate) enum ForwardReply {
     /// Remaining and granted TTL of a lease (`None`: it does not exist or has expired).
     LeaseRemaining(Option<(i64, i64)>),
     /// Each write's answer, in order (outer error: not proposed, or no answer from Raft).
-    WriteBatch(Vec<Result<Result<WriteResponse>>>),
+    WriteBatch(Vec<super::propose::Answer>),
 }
 
 /// The peer service's entry point for forwarded requests.

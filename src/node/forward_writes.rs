@@ -1,10 +1,10 @@
 //! A follower's write forwarding: concurrent writes reach the leader in one request.
 //!
-//! Like the leader's proposer (see `propose.rs`), with no task of its own: the first
-//! write to find the queue empty yields once, so the tasks that are ready now can queue
-//! theirs, then sends everything queued as one [`ForwardRequest::WriteBatch`] (split as
-//! the proposer splits entries, so one batch fits one entry), from a task of its own so
-//! no caller's cancellation can lose another caller's answer. An idle follower forwards
+//! The writes gather in the same `WriteQueue` the leader's proposer uses (`propose.rs`):
+//! the first write to find the queue empty yields once, so the tasks that are ready now
+//! can queue theirs, then everything queued goes as one [`ForwardRequest::WriteBatch`]
+//! (split as the proposer splits entries, so one batch fits one entry), from a task of
+//! its own so no caller's cancellation can lose another caller's answer. An idle follower forwards
 //! each write alone, at once; a busy one pays one peer round trip per batch, not per
 //! write (etcd's followers likewise pipeline proposals to the leader).
 //!
@@ -13,71 +13,28 @@
 //! was lost on the way fails every write in it with `Timeout` (each may have committed).
 
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
 use super::forward::{ForwardReply, ForwardRequest};
-use super::propose::split_by;
+use super::propose::{Answer, Pending};
 use super::Node;
 use crate::error::{Error, Result};
-use crate::mvcc::{WriteCommand, WriteResponse};
+use crate::mvcc::WriteCommand;
 use crate::raft::{Request, Response};
-
-/// A write's answer: the outer error is the forwarding's, the inner one the command's.
-type Answer = Result<Result<WriteResponse>>;
-
-struct Pending {
-    cmd: WriteCommand,
-    size_bytes: usize,
-    reply: oneshot::Sender<Answer>,
-}
-
-/// Writes waiting to be forwarded together (see the module docs).
-#[derive(Default)]
-pub(crate) struct WriteForwarder {
-    queue: Mutex<Vec<Pending>>,
-}
 
 impl Node {
     /// Forwards `cmd` (`size_bytes` encoded) to the leader together with the writes
     /// queued alongside it, and waits for the state machine's answer.
     pub(super) async fn forward_write(&self, cmd: WriteCommand, size_bytes: usize, timeout: Duration) -> Answer {
         self.inner.forward_stats.writes.fetch_add(1, Ordering::Relaxed);
-        let (reply, rx) = oneshot::channel();
-        let leads = {
-            let mut queue = self.inner.forwarder.queue.lock().expect("forwarder lock");
-            queue.push(Pending { cmd, size_bytes, reply });
-            queue.len() == 1
-        };
-        if leads {
-            // Sends the queue even if this future is dropped while it yields.
-            let guard = Flush { node: self, timeout };
-            tokio::task::yield_now().await;
-            drop(guard);
-        }
-        rx.await.map_err(|_| Error::Stopped)?
+        self.inner.forwarder.submit(cmd, size_bytes, |batch| send_batch(self.clone(), batch, timeout)).await
     }
-}
 
-/// Sends the forwarder's queue when dropped.
-struct Flush<'a> {
-    node: &'a Node,
-    timeout: Duration,
-}
-
-impl Drop for Flush<'_> {
-    fn drop(&mut self) {
-        let queued = std::mem::take(&mut *self.node.inner.forwarder.queue.lock().expect("forwarder lock"));
-        if queued.is_empty() {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return; // dropped outside any runtime: the node is going away
-        };
-        for batch in split_by(queued, |p| p.size_bytes) {
-            rt.spawn(send_batch(self.node.clone(), batch, self.timeout));
+    /// Sends one write to the leader (or proposes it here when this node leads).
+    pub(super) async fn write_via_leader(&self, cmd: WriteCommand, timeout: Duration) -> Answer {
+        match self.to_leader(ForwardRequest::Write(Request::Kv(cmd)), timeout).await? {
+            ForwardReply::Write(Response::Kv(result)) => Ok(result),
+            other => Err(Error::internal(format!("unexpected reply to a write: {other:?}"))),
         }
     }
 }
@@ -86,12 +43,7 @@ async fn send_batch(node: Node, mut batch: Vec<Pending>, timeout: Duration) {
     node.inner.forward_stats.write_batches.fetch_add(1, Ordering::Relaxed);
     if batch.len() == 1 {
         let p = batch.pop().expect("one write");
-        let answer = match node.to_leader(ForwardRequest::Write(Request::Kv(p.cmd)), timeout).await {
-            Ok(ForwardReply::Write(Response::Kv(result))) => Ok(result),
-            Ok(other) => Err(Error::internal(format!("unexpected reply to a write: {other:?}"))),
-            Err(e) => Err(e),
-        };
-        let _ = p.reply.send(answer);
+        let _ = p.reply.send(node.write_via_leader(p.cmd, timeout).await);
         return;
     }
     let (cmds, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();

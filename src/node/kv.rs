@@ -11,7 +11,7 @@ use super::forward::{ForwardReply, ForwardRequest};
 use super::Node;
 use crate::error::{Error, Result};
 use crate::mvcc::*;
-use crate::raft::{Request, Response};
+use crate::raft::Request;
 
 impl Node {
     /// Proposes a write command and returns the state machine's answer.
@@ -28,10 +28,7 @@ impl Node {
         let result = self
             .on_runtime(move |n| async move {
                 if n.leader() == Some(n.id()) {
-                    match n.to_leader(ForwardRequest::Write(Request::Kv(cmd)), timeout).await? {
-                        ForwardReply::Write(Response::Kv(result)) => Ok(result),
-                        other => Err(Error::internal(format!("unexpected reply to a write: {other:?}"))),
-                    }
+                    n.write_via_leader(cmd, timeout).await
                 } else {
                     n.forward_write(cmd, size, timeout).await
                 }

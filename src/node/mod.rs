@@ -220,7 +220,7 @@ pub(crate) struct NodeInner {
     /// Read-index requests this node forwards to the leader, batched likewise.
     forwarded_reads: Arc<read_index::ReadIndexBatcher>,
     /// Writes this node forwards to the leader, batched.
-    forwarder: forward_writes::WriteForwarder,
+    forwarder: propose::WriteQueue,
     forward_stats: ForwardStats,
     leader_contact: Arc<LeaderContact>,
     /// Background chores of this incarnation (publishing addresses), aborted on stop.

@@ -6,6 +6,7 @@
 //! therefore proposes each write alone, at once; a busy one pays Raft's per-entry costs
 //! (log append and its fsync, replication framing, responders) once per batch.
 
+use std::future::Future;
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
@@ -20,96 +21,113 @@ const BATCH_WRITES_MAX: usize = 256;
 /// Most encoded bytes in one entry (a larger single write still goes alone).
 const BATCH_BYTES_MAX: usize = 1 << 20;
 
-struct Pending {
-    cmd: WriteCommand,
-    size_bytes: usize,
-    reply: oneshot::Sender<Result<Result<WriteResponse>>>,
+/// A queued write and where its answer goes.
+pub(super) struct Pending {
+    pub cmd: WriteCommand,
+    pub size_bytes: usize,
+    pub reply: oneshot::Sender<Answer>,
 }
 
-/// Gathers a node's concurrent writes into Raft entries (see the module docs).
+/// A write's answer: the outer error is Raft's or the forwarding's (`NotLeader`: nothing
+/// was proposed; `Fatal`, `Stopped`, `Timeout`), the inner one the command's own.
+pub(super) type Answer = Result<Result<WriteResponse>>;
+
+/// Concurrent writes gathered to go out together: the leader's proposer queues them for
+/// Raft entries, a follower for requests to the leader (`forward_writes.rs`).
 ///
-/// No task of its own: the first write to find the queue empty leads the next entry.
+/// No task of its own: the first write to find the queue empty leads the next batch.
 /// It lets the tasks that are ready right now (typically writers just woken by the
-/// previous commit) queue their writes, then hands everything queued to Raft; writes
-/// arriving after that find the queue empty again and lead the next entry, so entries
+/// previous commit) queue their writes, then hands everything queued on; writes
+/// arriving after that find the queue empty again and lead the next batch, so batches
 /// stay pipelined.
-pub(crate) struct Proposer {
-    raft: Raft,
+#[derive(Default)]
+pub(super) struct WriteQueue {
     queue: Mutex<Vec<Pending>>,
 }
 
-impl Proposer {
-    pub fn new(raft: Raft) -> Self {
-        Proposer { raft, queue: Mutex::new(Vec::new()) }
-    }
-
-    /// Proposes `cmd` and waits for the state machine's answer. The outer error is
-    /// Raft's (`NotLeader`: nothing was proposed; `Fatal`, `Stopped`), the inner one the
-    /// command's own.
-    pub async fn propose(&self, cmd: WriteCommand) -> Result<Result<WriteResponse>> {
-        let size_bytes = postcard::experimental::serialized_size(&cmd).map_err(Error::internal)?;
+impl WriteQueue {
+    /// Queues `cmd` (`size_bytes` encoded) and waits for its answer. The leader of a
+    /// batch yields once, then hands everything queued to `send` in batches of at most
+    /// `BATCH_WRITES_MAX` writes and about `BATCH_BYTES_MAX` bytes, each sent by a task
+    /// of its own (so no caller's cancellation can lose another caller's answer).
+    pub async fn submit<S, F>(&self, cmd: WriteCommand, size_bytes: usize, send: S) -> Answer
+    where
+        S: Fn(Vec<Pending>) -> F + Sync,
+        F: Future<Output = ()> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         let leads = {
-            let mut queue = self.queue.lock().expect("proposer lock");
+            let mut queue = self.queue.lock().expect("write queue lock");
             queue.push(Pending { cmd, size_bytes, reply });
             queue.len() == 1
         };
         if leads {
-            // Proposes the queue even if this future is dropped while it yields.
-            let guard = Flush(self);
+            let send_all = |queued: Vec<Pending>| {
+                let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                    return; // dropped outside any runtime: the node is going away
+                };
+                for batch in split(queued) {
+                    rt.spawn(send(batch));
+                }
+            };
+            // Sends the queue even if this future is dropped while it yields.
+            let guard = Flush { queue: self, send_all: &send_all };
             // Costs nothing on an idle node: no other task is ready.
             tokio::task::yield_now().await;
             drop(guard);
         }
         rx.await.map_err(|_| Error::Stopped)?
     }
-
-    /// Proposes everything queued, in entries proposed by tasks of their own (so no
-    /// caller's cancellation can lose another caller's answer).
-    fn flush(&self) {
-        let queued = std::mem::take(&mut *self.queue.lock().expect("proposer lock"));
-        if queued.is_empty() {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return; // dropped outside any runtime: the node is going away
-        };
-        for batch in split(queued) {
-            rt.spawn(propose_batch(self.raft.clone(), batch));
-        }
-    }
 }
 
-/// Flushes the proposer's queue when dropped.
-struct Flush<'a>(&'a Proposer);
+/// Sends the queue when dropped.
+struct Flush<'a> {
+    queue: &'a WriteQueue,
+    send_all: &'a (dyn Fn(Vec<Pending>) + Sync),
+}
 
 impl Drop for Flush<'_> {
     fn drop(&mut self) {
-        self.0.flush();
+        let queued = std::mem::take(&mut *self.queue.queue.lock().expect("write queue lock"));
+        if !queued.is_empty() {
+            (self.send_all)(queued);
+        }
     }
 }
 
-/// Splits queued writes into entries of at most `BATCH_WRITES_MAX` writes and about
-/// `BATCH_BYTES_MAX` bytes (never empty; a large write goes alone).
-fn split(queued: Vec<Pending>) -> Vec<Vec<Pending>> {
-    split_by(queued, |p| p.size_bytes)
+/// Gathers a node's concurrent writes into Raft entries (see the module docs and
+/// [`WriteQueue`]).
+pub(crate) struct Proposer {
+    raft: Raft,
+    queue: WriteQueue,
 }
 
-/// Splits `items` into groups of at most `BATCH_WRITES_MAX` items and about
-/// `BATCH_BYTES_MAX` bytes by `size_bytes` (never empty; a large item goes alone). Also
-/// the follower's forwarded batches: one of them then fits one entry on the leader.
-pub(super) fn split_by<T>(items: Vec<T>, size_bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-    let mut out: Vec<Vec<T>> = vec![Vec::new()];
+impl Proposer {
+    pub fn new(raft: Raft) -> Self {
+        Proposer { raft, queue: WriteQueue::default() }
+    }
+
+    /// Proposes `cmd` and waits for the state machine's answer (see [`Answer`]).
+    pub async fn propose(&self, cmd: WriteCommand) -> Answer {
+        let size_bytes = postcard::experimental::serialized_size(&cmd).map_err(Error::internal)?;
+        self.queue.submit(cmd, size_bytes, |batch| propose_batch(self.raft.clone(), batch)).await
+    }
+}
+
+/// Splits queued writes into batches of at most `BATCH_WRITES_MAX` writes and about
+/// `BATCH_BYTES_MAX` bytes (never empty; a large write goes alone), so one batch fits
+/// one entry.
+fn split(queued: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut out: Vec<Vec<Pending>> = vec![Vec::new()];
     let mut bytes = 0;
-    for item in items {
-        let size = size_bytes(&item);
+    for p in queued {
         let last = out.last_mut().expect("never empty");
-        if !last.is_empty() && (last.len() >= BATCH_WRITES_MAX || bytes + size > BATCH_BYTES_MAX) {
+        if !last.is_empty() && (last.len() >= BATCH_WRITES_MAX || bytes + p.size_bytes > BATCH_BYTES_MAX) {
             bytes = 0;
             out.push(Vec::new());
         }
-        bytes += size;
-        out.last_mut().expect("never empty").push(item);
+        bytes += p.size_bytes;
+        out.last_mut().expect("never empty").push(p);
     }
     out
 }
