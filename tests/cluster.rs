@@ -217,6 +217,32 @@ async fn without_a_quorum_requests_fail_after_the_timeout() {
     nodes[0].stop().await.unwrap();
 }
 
+/// A leader that cannot get its leadership confirmed at once (its followers are down, or
+/// their connections are still coming up after a restart) keeps trying until the request
+/// timeout instead of failing the read after one lease (300 ms here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linearizable_read_waits_for_the_quorum_to_come_back() {
+    let spec = ClusterSpec::new(3);
+    let nodes = start_cluster(&spec).await;
+    let leader = wait_for_leader(&nodes, Duration::from_secs(10)).await;
+    let li = leader_index(&nodes, leader);
+    nodes[li].put(PutRequest::new("k", "v")).await.unwrap();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    for f in &followers {
+        nodes[*f].stop().await.unwrap();
+    }
+    let read = {
+        let n = nodes[li].clone();
+        tokio::spawn(async move { n.range(RangeRequest::key("k")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!read.is_finished(), "the read waits (up to the request timeout), it does not fail early");
+    let back = Node::start(spec.config(followers[0])).await.unwrap();
+    let r = read.await.unwrap().unwrap();
+    assert_eq!(r.kvs[0].value, b"v");
+    stop_all([&nodes[li], &back]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_and_start_the_same_node_in_one_process() {
     let dir = tempfile::tempdir().unwrap();

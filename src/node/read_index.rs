@@ -87,14 +87,29 @@ impl ReadIndexBatcher {
 /// The leader's round: a heartbeat round that confirms `raft` still leads; its answer
 /// is the read index. It fails with `Timeout` after `timeout`, so a read that waits on a
 /// batcher of leader rounds waits at most two rounds and needs no timer of its own.
+///
+/// A round that a quorum does not acknowledge in time (Raft's `QuorumNotEnough`) is
+/// retried until `timeout`: right after an election or a restart the followers'
+/// connections may still be coming up, and a leader that is still the leader a moment
+/// later must not fail a read for that. A lost leadership ends the round with `NotLeader`.
 pub(crate) async fn leader_round(raft: Raft, timeout: Duration) -> Result<u64> {
-    let lin = tokio::time::timeout(timeout, raft.get_read_linearizer(ReadPolicy::ReadIndex));
-    let lin = lin.await.map_err(|_| Error::Timeout)?.map_err(|e| match e {
-        RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => Error::NotLeader { leader: f.leader_id },
-        RaftError::APIError(_) => Error::NoLeader,
-        RaftError::Fatal(f) => Error::Fatal(f.to_string()),
-    })?;
-    Ok(lin.read_log_id().index())
+    let deadline = tokio::time::Instant::now() + timeout;
+    let confirm = async {
+        loop {
+            match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+                Ok(lin) => return Ok(lin.read_log_id().index()),
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                    return Err(Error::NotLeader { leader: f.leader_id })
+                }
+                Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+                    tracing::debug!(error = %e, "leadership not confirmed yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(RaftError::Fatal(f)) => return Err(Error::Fatal(f.to_string())),
+            }
+        }
+    };
+    tokio::time::timeout_at(deadline, confirm).await.map_err(|_| Error::Timeout)?
 }
 
 #[cfg(test)]
