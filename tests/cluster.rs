@@ -223,7 +223,9 @@ async fn without_a_quorum_requests_fail_after_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linearizable_read_waits_for_the_quorum_to_come_back() {
     let spec = ClusterSpec::new(3);
-    let nodes = start_cluster(&spec).await;
+    // Room for a slow machine to restart the follower before the read's deadline.
+    let config = |i: usize| NodeConfig { request_timeout_ms: 15_000, ..spec.config(i) };
+    let nodes = start_configs((0..3).map(config).collect()).await;
     let leader = wait_for_leader(&nodes, Duration::from_secs(10)).await;
     let li = leader_index(&nodes, leader);
     nodes[li].put(PutRequest::new("k", "v")).await.unwrap();
@@ -237,7 +239,7 @@ async fn a_linearizable_read_waits_for_the_quorum_to_come_back() {
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!read.is_finished(), "the read waits (up to the request timeout), it does not fail early");
-    let back = Node::start(spec.config(followers[0])).await.unwrap();
+    let back = Node::start(config(followers[0])).await.unwrap();
     let r = read.await.unwrap().unwrap();
     assert_eq!(r.kvs[0].value, b"v");
     stop_all([&nodes[li], &back]).await;
