@@ -93,7 +93,6 @@ impl ReadIndexBatcher {
 /// connections may still be coming up, and a leader that is still the leader a moment
 /// later must not fail a read for that. A lost leadership ends the round with `NotLeader`.
 pub(crate) async fn leader_round(raft: Raft, timeout: Duration) -> Result<u64> {
-    let deadline = tokio::time::Instant::now() + timeout;
     let confirm = async {
         loop {
             match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
@@ -109,7 +108,7 @@ pub(crate) async fn leader_round(raft: Raft, timeout: Duration) -> Result<u64> {
             }
         }
     };
-    tokio::time::timeout_at(deadline, confirm).await.map_err(|_| Error::Timeout)?
+    tokio::time::timeout(timeout, confirm).await.map_err(|_| Error::Timeout)?
 }
 
 #[cfg(test)]
