@@ -19,6 +19,9 @@ async fn any_node_takes_any_request_and_leader_stop_loses_nothing() {
             n.put(PutRequest::new(format!("k{i}-{j}"), format!("v{i}-{j}"))).await.unwrap();
         }
     }
+    // With three members no node may read locally: every linearizable read takes a
+    // read index from the leader.
+    assert!(nodes.iter().all(|n| !n.reads_are_local()), "no local reads with three members");
     // Linearizable reads on every node see every write at once.
     for n in &nodes {
         let r = n.range(RangeRequest::prefix("k")).await.unwrap();
@@ -361,4 +364,32 @@ async fn a_followers_concurrent_requests_share_trips_to_the_leader() {
     let ls = l.status().unwrap();
     assert_eq!((ls.forwarded_writes, ls.forwarded_reads), (0, 0));
     stop_all(nodes.iter()).await;
+}
+
+/// A leader that is its cluster's only member serves linearizable reads from its own
+/// state (no Raft round); a member joining turns that off before it can read, and its
+/// removal turns it back on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_leader_reads_locally_until_a_member_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let n1 = Node::start(single_config(dir.path(), "n1")).await.unwrap();
+    eventually("the lone leader reads locally", Duration::from_secs(10), || n1.reads_are_local()).await;
+    n1.put(PutRequest::new("k", "1")).await.unwrap();
+    // Raft's metrics show the put applied a moment after it is answered.
+    eventually("reads local again after a put", Duration::from_secs(10), || n1.reads_are_local()).await;
+    assert_eq!(n1.get("k").await.unwrap().unwrap().value, b"1");
+    let lcfg = NodeConfig { join_as_learner: true, ..single_config(dir.path(), "n2") }
+        .bootstrap(Bootstrap::Join(vec![n1.config().peer_addr.clone()]));
+    let n2 = Node::start(lcfg).await.unwrap();
+    assert!(!n1.reads_are_local(), "a learner in the cluster: the leader takes read indexes");
+    assert!(!n2.reads_are_local(), "a learner never reads locally");
+    n1.put(PutRequest::new("k", "2")).await.unwrap();
+    assert_eq!(n2.get("k").await.unwrap().unwrap().value, b"2", "the learner's linearizable read");
+    assert_eq!(n1.get("k").await.unwrap().unwrap().value, b"2");
+    n1.remove_member(n2.id()).await.unwrap();
+    eventually("alone again, the leader reads locally", Duration::from_secs(10), || n1.reads_are_local()).await;
+    assert_eq!(n1.get("k").await.unwrap().unwrap().value, b"2");
+    n2.stop().await.unwrap();
+    n1.stop().await.unwrap();
+    assert!(!n1.reads_are_local(), "a stopped node reads nothing");
 }

@@ -281,6 +281,13 @@ impl PyNode {
         Ok(node.is_running() && node.leader() == Some(node.id()))
     }
 
+    /// Whether a linearizable read here needs no Raft round: the node leads a cluster of
+    /// which it is the only member (see `Node::reads_are_local` in the Rust API).
+    fn reads_are_local(&self, py: Python<'_>) -> PyResult<bool> {
+        let node = self.node(py)?;
+        Ok(node.reads_are_local())
+    }
+
     fn members(&self, py: Python<'_>) -> PyResult<Vec<Member>> {
         let node = self.node(py)?;
         Ok(guard(py, || node.members())?.into_iter().map(Member::from).collect())
@@ -358,7 +365,9 @@ impl PyNode {
     fn get(&self, py: Python<'_>, key: Bytes, serializable: Flag, revision: Int) -> PyResult<Py<PyAny>> {
         let node = self.node(py)?;
         let req = get_request(key, serializable, revision);
-        let kv = if req.serializable {
+        // A read that needs no wait (serializable, or linearizable on a one-member
+        // cluster's leader) keeps the GIL: releasing it costs more than the read.
+        let kv = if req.serializable || node.reads_are_local() {
             guard(py, || node.range_local(&req))?.kvs.pop()
         } else {
             wait(py, move || node.range_blocking(req))?.kvs.pop()
@@ -409,7 +418,7 @@ impl PyNode {
             max_create_revision,
         }
         .build(py)?;
-        if req.serializable {
+        if req.serializable || node.reads_are_local() {
             return Ok(RangeResult(wait(py, move || node.range_local(&req))?));
         }
         Ok(RangeResult(wait(py, move || node.range_blocking(req))?))

@@ -418,3 +418,38 @@ def test_client_port_serves_etcd_api(tmp_path: Path) -> None:
             pass  # the gRPC port accepts connections (etcdctl works against it)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", client), timeout=1).close()
+
+
+
+def test_reads_that_need_no_wait(node: quorumkv.Node, cluster: Cluster) -> None:
+    # A one-member cluster's leader serves linearizable reads from its own state.
+    eventually(node.reads_are_local, what="the lone leader reads locally")
+    node.put("k", "v1")
+    eventually(node.reads_are_local, what="reads local again after a put")
+    kv = node.get("k")
+    assert kv is not None and kv.value == b"v1"
+    node.put("k", "v2")
+    first = node.put("other", "x").header.revision - 2
+    eventually(node.reads_are_local, what="the puts applied")
+
+    async def lone() -> None:
+        kv = await node.aget("k")
+        assert kv is not None and kv.value == b"v2"
+        assert await node.aget("missing") is None
+        old = await node.aget("k", revision=first)
+        assert old is not None and old.value == b"v1"
+        node.compact(first + 1)
+        with pytest.raises(quorumkv.CompactedError):
+            await node.aget("k", revision=first)
+
+    asyncio.run(lone())
+    # In a 3-member cluster no node may: linearizable reads wait for a read index.
+    leader = cluster.leader()
+    leader.put("k", "c")
+    assert not any(n.reads_are_local() for n in cluster.running())
+
+    async def three() -> None:
+        kv = await leader.aget("k")
+        assert kv is not None and kv.value == b"c"
+
+    asyncio.run(three())

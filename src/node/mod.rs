@@ -149,6 +149,8 @@ fn block_sigpipe() {
 /// What a running node owns; dropped as a whole when the node stops.
 pub(crate) struct Running {
     raft: Raft,
+    /// Raft's metrics, kept so the read fast path borrows them without cloning a receiver.
+    metrics: openraft::alias::WatchReceiverOf<crate::raft::TypeConfig, openraft::RaftMetrics<crate::raft::TypeConfig>>,
     store: Arc<MvccStore>,
     log_store: LogStore,
     db: Database,
@@ -406,6 +408,7 @@ impl Node {
             proposer,
             lessor,
             expiry_task,
+            metrics: raft.metrics(),
             raft,
             store,
             log_store,
