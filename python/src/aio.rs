@@ -135,6 +135,24 @@ impl Completer {
     }
 }
 
+/// How many async calls in a row may complete without suspending the awaiting task.
+pub const IMMEDIATE_BUDGET: u32 = 32;
+
+/// Takes one unit of the immediate-completion budget: false (and a refilled budget) once
+/// `IMMEDIATE_BUDGET` calls in a row have completed at once, so the next one suspends and
+/// the event loop runs its other tasks, timers and I/O. One budget for the process: with
+/// event loops on several threads each merely suspends a little more often.
+pub fn take_immediate_budget() -> bool {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static USED: AtomicU32 = AtomicU32::new(0);
+    let used = USED.fetch_add(1, Ordering::Relaxed) + 1;
+    if used >= IMMEDIATE_BUDGET {
+        USED.store(0, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
 /// A function of the Python layer (`quorumkv/__init__.py`).
 pub fn helper<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     static MODULE: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();

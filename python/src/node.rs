@@ -561,6 +561,26 @@ impl PyNode {
         call.finish(first)
     }
 
+    /// The first half of `quorumkv.Node.aget`: a get that needs no wait (serializable, or
+    /// linearizable on a one-member cluster's leader) is read here, under the GIL, and its
+    /// `KeyValue` or `None` returned. A get that needs a wait returns `NotImplemented`: the
+    /// caller awaits `_aget`. Once every `IMMEDIATE_BUDGET` consecutive immediate answers it
+    /// returns `Ellipsis` without reading: the caller yields to its event loop and asks again.
+    /// The budget is tokio's cooperative-scheduling idea: a task looping over reads that
+    /// never suspend would otherwise starve the event loop (its timers, other tasks, I/O).
+    fn _get_now(&self, py: Python<'_>, key: Bytes, serializable: Flag, revision: Int) -> PyResult<Py<PyAny>> {
+        let node = self.node(py)?;
+        if !(serializable.0 || node.reads_are_local()) {
+            return Ok(py.NotImplemented());
+        }
+        if !crate::aio::take_immediate_budget() {
+            return Ok(py.Ellipsis());
+        }
+        let req = get_request(key, serializable, revision);
+        let kv = guard(py, || node.range_local(&req))?.kvs.pop();
+        kv_opt_owned(py, kv)
+    }
+
     /// `_start` of a get, without an `Op` (`quorumkv.Node.aget`, the most frequent call).
     fn _aget<'py>(
         &self,

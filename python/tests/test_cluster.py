@@ -442,7 +442,35 @@ def test_reads_that_need_no_wait(node: quorumkv.Node, cluster: Cluster) -> None:
         with pytest.raises(quorumkv.CompactedError):
             await node.aget("k", revision=first)
 
+    async def fair() -> int:
+        # Local reads complete without suspending, but never forever: a task looping
+        # over them still lets the loop fire its timer and run the other task.
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.2, stop.set)
+        ticks = 0
+
+        async def other() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        async def reader() -> int:
+            n = 0
+            while not stop.is_set():
+                kv = await node.aget("k")
+                assert kv is not None and kv.value == b"v2"
+                n += 1
+            return n
+
+        other_task = asyncio.ensure_future(other())
+        n = await asyncio.wait_for(reader(), 10)
+        await other_task
+        assert ticks > 0 and n > ticks
+        return n
+
     asyncio.run(lone())
+    assert asyncio.run(fair()) > 0
     # In a 3-member cluster no node may: linearizable reads wait for a read index.
     leader = cluster.leader()
     leader.put("k", "c")
