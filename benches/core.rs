@@ -230,8 +230,9 @@ async fn main() {
         println!("3 nodes, 64 writers: {ops:.0} puts/s");
         for n in &nodes {
             let s = n.status().unwrap();
+            let mean_fsync_us = s.fsync_total_us as f64 / s.fsync_count.max(1) as f64;
             println!(
-                "{}: leader={} fsyncs={} appends={} entries={}",
+                "{}: leader={} fsyncs={} (mean {mean_fsync_us:.0} µs) appends={} entries={}",
                 s.name, s.is_leader, s.fsync_count, s.log_appends, s.log_entries
             );
         }

@@ -393,3 +393,48 @@ async fn a_lone_leader_reads_locally_until_a_member_joins() {
     n1.stop().await.unwrap();
     assert!(!n1.reads_are_local(), "a stopped node reads nothing");
 }
+
+/// Async reads that have nothing to wait for (a lone leader's linearizable reads,
+/// serializable reads anywhere) complete without a network round, but still yield to the
+/// runtime now and then: a task looping over them on a one-thread runtime lets a timer
+/// task run. Without the yield point that loop never ends (it did in the core benchmark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_need_no_wait_still_let_the_runtime_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let n1 = Node::start(single_config(dir.path(), "n1")).await.unwrap();
+    n1.put(PutRequest::new("k", "v")).await.unwrap();
+    eventually("the lone leader reads locally", Duration::from_secs(10), || n1.reads_are_local()).await;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let node = n1.clone();
+    // The loop runs on a runtime of its own with one thread; if it never yields, the timer
+    // task never sets the flag and the thread never reports.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let reads = rt.block_on(async move {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(node.get("k").await.unwrap().unwrap().value, b"v");
+                let serializable = RangeRequest { serializable: true, ..RangeRequest::key("k") };
+                assert_eq!(node.range(serializable).await.unwrap().kvs.len(), 1);
+                let txn = TxnRequest {
+                    success: vec![RequestOp::Range(RangeRequest { serializable: true, ..RangeRequest::key("k") })],
+                    ..Default::default()
+                };
+                assert!(node.txn(txn).await.unwrap().succeeded);
+                reads += 3;
+            }
+            reads
+        });
+        let _ = done_tx.send(reads);
+    });
+    let reads = done_rx.recv_timeout(Duration::from_secs(30)).expect("the read loop starved its runtime's timer");
+    assert!(reads > 0);
+    assert!(n1.reads_are_local(), "the reads above took the local path");
+    n1.stop().await.unwrap();
+}

@@ -15,6 +15,16 @@ use crate::error::{Error, Result};
 use crate::mvcc::*;
 use crate::raft::Request;
 
+/// The yield point of an async read that has nothing to wait for (a serializable read, or
+/// a linearizable one on a one-member cluster's leader): it takes one unit of the calling
+/// task's tokio cooperative budget, and yields once the budget is spent. Without it such a
+/// read completes on its first poll, and a task looping over reads would hold its worker
+/// thread forever, starving the runtime's timers and other tasks (a closed loop stopped by
+/// a timer never stops). Free outside a tokio runtime, where there is no budget.
+async fn no_wait_yield_point() {
+    tokio::task::consume_budget().await;
+}
+
 impl Node {
     /// Proposes a write command and returns the state machine's answer.
     pub(super) async fn write(&self, cmd: WriteCommand) -> Result<WriteResponse> {
@@ -46,6 +56,7 @@ impl Node {
     /// (etcd's linearizable read: ReadIndex on the leader, then wait for apply).
     pub async fn read_barrier(&self) -> Result<()> {
         if self.reads_are_local() {
+            no_wait_yield_point().await;
             return Ok(());
         }
         let timeout = self.inner.config.request_timeout();
@@ -147,7 +158,9 @@ impl Node {
     /// Errors: `EmptyKey`, `Compacted`, `FutureRevision`, `NoLeader`, `Timeout`, `Stopped`.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
         check_range(&req)?;
-        if !req.serializable {
+        if req.serializable {
+            no_wait_yield_point().await;
+        } else {
             self.read_barrier().await?;
         }
         self.range_local(&req)
@@ -184,7 +197,9 @@ impl Node {
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         check_txn(&req, self.inner.config.max_txn_ops)?;
         if req.is_read_only() {
-            if !req.is_serializable() {
+            if req.is_serializable() {
+                no_wait_yield_point().await;
+            } else {
                 self.read_barrier().await?;
             }
             let running = self.running()?;
