@@ -470,6 +470,7 @@ def test_reads_that_need_no_wait(node: quorumkv.Node, cluster: Cluster) -> None:
         return n
 
     asyncio.run(lone())
+    eventually(node.reads_are_local, what="the compaction applied")
     assert asyncio.run(fair()) > 0
     # In a 3-member cluster no node may: linearizable reads wait for a read index.
     leader = cluster.leader()
