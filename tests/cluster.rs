@@ -395,46 +395,66 @@ async fn a_lone_leader_reads_locally_until_a_member_joins() {
 }
 
 /// Async reads that have nothing to wait for (a lone leader's linearizable reads,
-/// serializable reads anywhere) complete without a network round, but still yield to the
-/// runtime now and then: a task looping over them on a one-thread runtime lets a timer
-/// task run. Without the yield point that loop never ends (it did in the core benchmark).
+/// serializable reads and read-only txns anywhere) complete without a network round, but
+/// still yield to the runtime now and then: a task looping over one kind of them on a
+/// one-thread runtime lets a timer task end the loop. Without the yield point that loop
+/// never ends (it did in the core benchmark).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_that_need_no_wait_still_let_the_runtime_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// Loops `read` on a one-thread runtime of its own until a timer task on that runtime
+    /// stops it; the loop's read count, or `None` if the timer never got to run.
+    fn loop_until_timer<F, Fut>(node: &Node, read: F) -> Option<u64>
+    where
+        F: Fn(Node) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let node = node.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let reads = rt.block_on(async move {
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    flag.store(true, Ordering::Relaxed);
+                });
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    read(node.clone()).await;
+                    reads += 1;
+                }
+                reads
+            });
+            let _ = done_tx.send(reads);
+        });
+        done_rx.recv_timeout(Duration::from_secs(30)).ok()
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let n1 = Node::start(single_config(dir.path(), "n1")).await.unwrap();
     n1.put(PutRequest::new("k", "v")).await.unwrap();
     eventually("the lone leader reads locally", Duration::from_secs(10), || n1.reads_are_local()).await;
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let node = n1.clone();
-    // The loop runs on a runtime of its own with one thread; if it never yields, the timer
-    // task never sets the flag and the thread never reports.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        let reads = rt.block_on(async move {
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = stop.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            });
-            let mut reads = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                assert_eq!(node.get("k").await.unwrap().unwrap().value, b"v");
-                let serializable = RangeRequest { serializable: true, ..RangeRequest::key("k") };
-                assert_eq!(node.range(serializable).await.unwrap().kvs.len(), 1);
-                let txn = TxnRequest {
-                    success: vec![RequestOp::Range(RangeRequest { serializable: true, ..RangeRequest::key("k") })],
-                    ..Default::default()
-                };
-                assert!(node.txn(txn).await.unwrap().succeeded);
-                reads += 3;
-            }
-            reads
-        });
-        let _ = done_tx.send(reads);
+    let linearizable = loop_until_timer(&n1, |n| async move {
+        assert_eq!(n.get("k").await.unwrap().unwrap().value, b"v");
     });
-    let reads = done_rx.recv_timeout(Duration::from_secs(30)).expect("the read loop starved its runtime's timer");
-    assert!(reads > 0);
-    assert!(n1.reads_are_local(), "the reads above took the local path");
+    assert!(linearizable.is_some_and(|r| r > 0), "a loop of the lone leader's gets starved its runtime's timer");
+    assert!(n1.reads_are_local(), "the gets above took the local path");
+    let serializable = loop_until_timer(&n1, |n| async move {
+        let req = RangeRequest { serializable: true, ..RangeRequest::key("k") };
+        assert_eq!(n.range(req).await.unwrap().kvs.len(), 1);
+    });
+    assert!(serializable.is_some_and(|r| r > 0), "a loop of serializable ranges starved its runtime's timer");
+    let txns = loop_until_timer(&n1, |n| async move {
+        let txn = TxnRequest {
+            success: vec![RequestOp::Range(RangeRequest { serializable: true, ..RangeRequest::key("k") })],
+            ..Default::default()
+        };
+        assert!(n.txn(txn).await.unwrap().succeeded);
+    });
+    assert!(txns.is_some_and(|r| r > 0), "a loop of serializable read-only txns starved its runtime's timer");
     n1.stop().await.unwrap();
 }

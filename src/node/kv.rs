@@ -52,6 +52,16 @@ impl Node {
         Ok(resp)
     }
 
+    /// Makes a read ready to run on this node's state: a linearizable one waits for the
+    /// read barrier; a serializable one has nothing to wait for and only yields now and then.
+    async fn ready_to_read(&self, serializable: bool) -> Result<()> {
+        if serializable {
+            no_wait_yield_point().await;
+            return Ok(());
+        }
+        self.read_barrier().await
+    }
+
     /// Waits until a read on this node observes every write committed before the call
     /// (etcd's linearizable read: ReadIndex on the leader, then wait for apply).
     pub async fn read_barrier(&self) -> Result<()> {
@@ -158,11 +168,7 @@ impl Node {
     /// Errors: `EmptyKey`, `Compacted`, `FutureRevision`, `NoLeader`, `Timeout`, `Stopped`.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
         check_range(&req)?;
-        if req.serializable {
-            no_wait_yield_point().await;
-        } else {
-            self.read_barrier().await?;
-        }
+        self.ready_to_read(req.serializable).await?;
         self.range_local(&req)
     }
 
@@ -197,11 +203,7 @@ impl Node {
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         check_txn(&req, self.inner.config.max_txn_ops)?;
         if req.is_read_only() {
-            if req.is_serializable() {
-                no_wait_yield_point().await;
-            } else {
-                self.read_barrier().await?;
-            }
+            self.ready_to_read(req.is_serializable()).await?;
             let running = self.running()?;
             let mut resp = running.store.txn_read_only(&req)?;
             fill_txn_header(self, &mut resp);
