@@ -6,7 +6,7 @@ import random
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, TypeVar
 
 import pytest
 
@@ -18,18 +18,27 @@ T = TypeVar("T")
 FAST: Dict[str, Any] = dict(heartbeat_interval_ms=50, election_timeout_ms=300, request_timeout_ms=5000)
 
 
+_HANDED_OUT: Set[int] = set()
+
+
 def free_ports(n: int) -> List[int]:
-    """n distinct ports in 30000..39999 that are free on 127.0.0.1 right now."""
+    """n ports free on 127.0.0.1 right now, never handed out before in this process.
+
+    They lie below the kernel's ephemeral range (32768 and up), so outgoing connections
+    cannot take one before its node binds it; a port kept for a node that is down and
+    will restart on it is never handed to another test.
+    """
     ports: List[int] = []
     while len(ports) < n:
-        port = random.randint(30000, 39999)
-        if port in ports:
+        port = random.randint(10000, 32000)
+        if port in _HANDED_OUT:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _HANDED_OUT.add(port)
         ports.append(port)
     return ports
 

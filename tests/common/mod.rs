@@ -18,11 +18,17 @@ pub fn init_logs() {
 
 /// A free loopback port below the kernel's ephemeral range (32768 and up), so the
 /// outgoing connections of tests running in parallel cannot take it before its node
-/// binds it.
+/// binds it. A port is handed out at most once per test process: tests running in
+/// parallel hold ports that are free for a while (picked but not yet bound, or kept for
+/// a node that is down and will restart on it), and a probe alone would hand such a
+/// port to a second test (CI once failed that way: "cannot listen on peer address").
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = 10_000 + (rand_u32() % 22_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }
