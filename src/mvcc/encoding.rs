@@ -65,14 +65,33 @@ impl HistRecord {
             value: l.value.clone(),
         })
     }
+}
 
-    pub fn from_live(live: Option<&LiveRecord>) -> Self {
-        HistRecord {
-            live: live.map(|l| HistLive {
+/// [`HistRecord`]'s encoding written from a [`LiveRecord`] without copying its value:
+/// postcard writes `&[u8]` and `Vec<u8>` (both through `serde_bytes`) the same way, so
+/// the bytes decode as a `HistRecord`.
+#[derive(Serialize)]
+pub(crate) struct HistRecordRef<'a> {
+    live: Option<HistLiveRef<'a>>,
+}
+
+#[derive(Serialize)]
+struct HistLiveRef<'a> {
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+    #[serde(with = "serde_bytes")]
+    value: &'a [u8],
+}
+
+impl<'a> HistRecordRef<'a> {
+    pub fn from_live(live: Option<&'a LiveRecord>) -> Self {
+        HistRecordRef {
+            live: live.map(|l| HistLiveRef {
                 create_revision: l.create_revision,
                 version: l.version,
                 lease: l.lease,
-                value: l.value.clone(),
+                value: &l.value,
             }),
         }
     }
@@ -80,6 +99,14 @@ impl HistRecord {
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).expect("postcard encoding into a Vec cannot fail")
+}
+
+/// Encodes `v` into `buf` (cleared first) and returns the bytes: the apply loop reuses
+/// one buffer instead of allocating a `Vec` per record.
+pub(crate) fn encode_into<'b, T: Serialize>(v: &T, buf: &'b mut Vec<u8>) -> &'b [u8] {
+    buf.clear();
+    *buf = postcard::to_extend(v, std::mem::take(buf)).expect("postcard encoding into a Vec cannot fail");
+    buf
 }
 
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
@@ -90,22 +117,30 @@ const TERMINATOR: [u8; 2] = [0x00, 0x01];
 
 /// `escape(key) ++ 00 01`: the prefix of every `hist` entry of `key`.
 pub(crate) fn hist_prefix(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 2 + 8);
-    for &b in key {
-        out.push(b);
-        if b == 0 {
-            out.push(0xff);
-        }
-    }
-    out.extend_from_slice(&TERMINATOR);
+    let mut out = hist_key(key, 0);
+    out.truncate(out.len() - 8);
     out
 }
 
 /// The `hist` key of `key` at `revision`.
 pub(crate) fn hist_key(key: &[u8], revision: i64) -> Vec<u8> {
-    let mut out = hist_prefix(key);
-    out.extend_from_slice(&(revision as u64).to_be_bytes());
+    let mut out = Vec::with_capacity(key.len() + 2 + 8);
+    hist_key_into(key, revision, &mut out);
     out
+}
+
+/// [`hist_key`] written into `buf` (cleared first), for a caller reusing one buffer.
+pub(crate) fn hist_key_into<'b>(key: &[u8], revision: i64, buf: &'b mut Vec<u8>) -> &'b [u8] {
+    buf.clear();
+    for &b in key {
+        buf.push(b);
+        if b == 0 {
+            buf.push(0xff);
+        }
+    }
+    buf.extend_from_slice(&TERMINATOR);
+    buf.extend_from_slice(&(revision as u64).to_be_bytes());
+    buf
 }
 
 /// Splits a `hist` key into (user key, revision).
@@ -166,6 +201,22 @@ mod tests {
         encoded.sort();
         assert_eq!(encoded, sorted, "encoding must preserve user key order");
         assert!(hist_key(b"a", u64::MAX as i64 >> 1) < hist_key(b"a\x00", 0));
+    }
+
+    #[test]
+    fn reused_buffers_encode_the_same_bytes() {
+        let mut buf = b"left over from an earlier record".to_vec();
+        for key in [&b"a\x00b"[..], b"k", b"\x00"] {
+            assert_eq!(hist_key_into(key, 42, &mut buf), &hist_key(key, 42)[..]);
+            assert_eq!(hist_prefix(key), hist_key(key, 42)[..hist_key(key, 42).len() - 8]);
+        }
+        let live = LiveRecord { create_revision: 3, mod_revision: 9, version: 4, lease: 77, value: vec![1, 2, 0, 255] };
+        let bytes = encode_into(&HistRecordRef::from_live(Some(&live)), &mut buf).to_vec();
+        let hist: HistRecord = decode(&bytes, "hist").unwrap();
+        assert_eq!(hist.to_live(9), Some(live.clone()));
+        let bytes = encode_into(&HistRecordRef::from_live(None), &mut buf).to_vec();
+        assert_eq!(decode::<HistRecord>(&bytes, "hist").unwrap(), HistRecord { live: None });
+        assert_eq!(encode_into(&live, &mut buf), &encode(&live)[..]);
     }
 
     #[test]

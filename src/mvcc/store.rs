@@ -12,7 +12,10 @@ use std::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
 use fjall::{Database, Keyspace, Readable};
 
 use crate::error::{Error, Result};
-use crate::mvcc::encoding::{decode, encode, hist_key, hist_prefix, rev_key, split_hist_key, HistRecord, LiveRecord};
+use crate::mvcc::encoding::{
+    decode, encode, encode_into, hist_key, hist_key_into, hist_prefix, rev_key, split_hist_key, HistRecord,
+    HistRecordRef, LiveRecord,
+};
 use crate::mvcc::leases::{LeaseChange, LeaseRecord};
 use crate::mvcc::types::*;
 
@@ -249,6 +252,8 @@ impl MvccStore {
             lease_changes: Vec::new(),
             done_marker: None,
             pending_compaction: None,
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
         }
     }
 
@@ -597,6 +602,9 @@ pub(crate) struct Applier<'a> {
     done_marker: Option<(Vec<u8>, Vec<u8>)>,
     /// A compaction whose physical deletion runs after the batch commits.
     pending_compaction: Option<i64>,
+    /// Reused for each record's encoded key and value (see `write_live`).
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
 }
 
 /// What one committed apply batch changed, for the watch hub and the lessor.
@@ -812,13 +820,16 @@ impl Applier<'_> {
     /// Writes the new state of `key` (`None`: deleted) at `revision`; `prev` is its state
     /// before (kept up to date in the lease index and reported to watchers).
     fn write_live(&mut self, key: &[u8], rec: Option<LiveRecord>, prev: Option<&LiveRecord>, revision: i64, sub: u32) {
+        // Keys and values go into the batch as slices of reused buffers: fjall copies
+        // them once (short ones inline), so no `Vec` is allocated per record.
         let ks = &self.store.ks;
         match &rec {
-            Some(r) => self.batch.insert(&ks.kv, key.to_vec(), encode(r)),
-            None => self.batch.remove(&ks.kv, key.to_vec()),
+            Some(r) => self.batch.insert(&ks.kv, key, encode_into(r, &mut self.value_buf)),
+            None => self.batch.remove(&ks.kv, key),
         }
-        self.batch.insert(&ks.hist, hist_key(key, revision), encode(&HistRecord::from_live(rec.as_ref())));
-        self.batch.insert(&ks.revs, rev_key(revision, sub).to_vec(), key.to_vec());
+        let hist = encode_into(&HistRecordRef::from_live(rec.as_ref()), &mut self.value_buf);
+        self.batch.insert(&ks.hist, hist_key_into(key, revision, &mut self.key_buf), hist);
+        self.batch.insert(&ks.revs, rev_key(revision, sub), key);
         let (old_lease, new_lease) = (prev.map_or(0, |p| p.lease), rec.as_ref().map_or(0, |r| r.lease));
         if old_lease != new_lease {
             self.update_lease_index(key, old_lease, new_lease);
