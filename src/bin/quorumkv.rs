@@ -18,6 +18,9 @@ use quorumkv::metrics::Metrics;
 use quorumkv::server::{addr_of_url, ClientServer, ServeOptions};
 use quorumkv::tls::TlsFiles;
 use quorumkv::{Bootstrap, Node, NodeConfig};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 const HELP: &str = "\
 quorumkv: a Raft-replicated, etcd-compatible key-value node
@@ -52,7 +55,7 @@ OPTIONS (one or two dashes; `--flag value` or `--flag=value`):
     --peer-trusted-ca-file FILE CA bundle peers' certificates must chain to (required with peer TLS)
     --peer-client-cert-auth     mutual TLS on the peer port: a peer's certificate must cover its member's host
     --metrics-addr HOST:PORT    serve Prometheus /metrics and /health there (default: off)
-    --log-level LEVEL           error, warn, info, debug or trace (default: info)
+    --log-level LEVEL           error, warn, info, debug, trace or off (default: info)
     -h, --help                  print this help
 
 With neither --initial-cluster nor --peers a new node forms a one-node cluster. A data dir
@@ -69,7 +72,7 @@ USAGE:
 OPTIONS:
     --nodes N           members, 1 to 6 (default: 3)
     --data-dir DIR      directory holding every member's data dir (default: quorumkv-local)
-    --log-level LEVEL   error, warn, info, debug or trace (default: warn)
+    --log-level LEVEL   error, warn, info, debug, trace or off (default: warn)
     -h, --help          print this help
 
 Members are infra1, infra2, ... with client ports 2379, 22379, 32379, ... and peer ports
@@ -79,7 +82,7 @@ again on the same directory brings it back with its data.
 
 struct Args {
     config: NodeConfig,
-    log_level: String,
+    log_level: LevelFilter,
     /// TLS of the client port (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`).
     client_tls: Option<TlsFiles>,
     metrics_addr: Option<String>,
@@ -146,7 +149,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let mut client_addrs = Vec::new();
     let mut bootstrap = Bootstrap::Single;
     let mut learner = false;
-    let mut log_level = "info".to_string();
+    let mut log_level = LevelFilter::INFO;
     let mut metrics_addr = None;
     let mut tunables: Vec<(String, String)> = Vec::new();
     // [cert, key, trusted CA] of the client port, then of the peer port.
@@ -165,7 +168,7 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 client_addrs.push(addr_of_url(&v).ok_or_else(|| format!("--{flag} {v:?}: expected host:port"))?);
             }
             "learner" => learner = inline.is_none_or(|v| v == "true"),
-            "log-level" => log_level = value(flag, inline, &mut it)?,
+            "log-level" => log_level = level(flag, &value(flag, inline, &mut it)?)?,
             "cert-file" => tls_paths[0] = Some(value(flag, inline, &mut it)?),
             "key-file" => tls_paths[1] = Some(value(flag, inline, &mut it)?),
             "trusted-ca-file" => tls_paths[2] = Some(value(flag, inline, &mut it)?),
@@ -231,13 +234,22 @@ fn parsed<T>(args: Result<Option<T>, String>, help: &str, program: &str) -> Resu
     }
 }
 
-fn init_logging(level: &str) {
+/// A `--log-level` value: error, warn, info, debug or trace (any case), or off.
+fn level(flag: &str, v: &str) -> Result<LevelFilter, String> {
+    v.parse().map_err(|_| format!("--{flag} {v:?}: expected error, warn, info, debug, trace or off"))
+}
+
+fn init_logging(level: LevelFilter) {
     // openraft warns about every unreachable peer while members start and stop; at the
-    // quiet levels only its errors are shown.
-    let raft_level = if matches!(level, "warn" | "error") { "error" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("quorumkv={level},openraft={raft_level}"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // quiet levels only its errors are shown. A plain target filter, not an `EnvFilter`:
+    // that one compiles its directives with a regex engine, 250 KiB of code and some
+    // heap that every process paid for at start.
+    let raft_level = if level <= LevelFilter::WARN { level.min(LevelFilter::ERROR) } else { LevelFilter::WARN };
+    let filter = Targets::new().with_target("quorumkv", level).with_target("openraft", raft_level);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -260,7 +272,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    init_logging(&args.log_level);
+    init_logging(args.log_level);
     let options = match args.client_tls.as_ref().map(TlsFiles::server_tls).transpose() {
         Ok(tls) => ServeOptions { tls, ..ServeOptions::default() },
         Err(e) => {
@@ -326,11 +338,11 @@ fn main() -> ExitCode {
 struct LocalArgs {
     nodes: usize,
     dir: String,
-    log_level: String,
+    log_level: LevelFilter,
 }
 
 fn parse_local(argv: &[String]) -> Result<Option<LocalArgs>, String> {
-    let mut args = LocalArgs { nodes: 3, dir: "quorumkv-local".into(), log_level: "warn".into() };
+    let mut args = LocalArgs { nodes: 3, dir: "quorumkv-local".into(), log_level: LevelFilter::WARN };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = split_flag(arg)?;
@@ -338,7 +350,7 @@ fn parse_local(argv: &[String]) -> Result<Option<LocalArgs>, String> {
             "h" | "help" => return Ok(None),
             "nodes" => args.nodes = number(flag, &value(flag, inline, &mut it)?)?,
             "data-dir" => args.dir = value(flag, inline, &mut it)?,
-            "log-level" => args.log_level = value(flag, inline, &mut it)?,
+            "log-level" => args.log_level = level(flag, &value(flag, inline, &mut it)?)?,
             other => return Err(format!("unknown flag --{other} (see quorumkv local --help)")),
         }
     }
@@ -354,7 +366,7 @@ fn local(argv: &[String]) -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    init_logging(&args.log_level);
+    init_logging(args.log_level);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
         let dir = std::path::PathBuf::from(&args.dir);
@@ -426,6 +438,19 @@ mod tests {
         assert!(parse_local(&args("--nodes 0")).is_err());
         assert!(parse_local(&args("--nodes 7")).is_err());
         assert!(parse_local(&args("-h")).unwrap().is_none());
+        assert_eq!(parse_local(&args("")).unwrap().unwrap().log_level, LevelFilter::WARN);
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(parse(&args("")).unwrap().unwrap().log_level, LevelFilter::INFO);
+        assert_eq!(parse(&args("--log-level debug")).unwrap().unwrap().log_level, LevelFilter::DEBUG);
+        assert_eq!(parse(&args("-log-level=WARN")).unwrap().unwrap().log_level, LevelFilter::WARN);
+        assert_eq!(parse_local(&args("--log-level off")).unwrap().unwrap().log_level, LevelFilter::OFF);
+        // A typo is a usage error, not a silent fall-back to some other level.
+        let e = parse(&args("--log-level loud")).err().unwrap();
+        assert!(e.contains("--log-level") && e.contains("loud"), "{e}");
+        assert!(parse_local(&args("--log-level verbose")).is_err());
     }
 
     #[test]
