@@ -20,7 +20,6 @@ use quorumkv::tls::TlsFiles;
 use quorumkv::{Bootstrap, Node, NodeConfig};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 const HELP: &str = "\
 quorumkv: a Raft-replicated, etcd-compatible key-value node
@@ -245,11 +244,15 @@ fn init_logging(level: LevelFilter) {
     // that one compiles its directives with a regex engine, 250 KiB of code and some
     // heap that every process paid for at start.
     let raft_level = if level <= LevelFilter::WARN { level.min(LevelFilter::ERROR) } else { LevelFilter::WARN };
+    //
+    // Installed without a `log` bridge: the filter shows none of the dependencies that log
+    // through the `log` crate (fjall, lsm-tree), and a bridge raises `log`'s global level
+    // to trace, so each of their trace lines would be built and handed over only to be
+    // dropped.
     let filter = Targets::new().with_target("quorumkv", level).with_target("openraft", raft_level);
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(filter)
-        .init();
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter);
+    tracing::subscriber::set_global_default(subscriber).expect("logging is set up once, first thing");
 }
 
 async fn shutdown_signal() {
