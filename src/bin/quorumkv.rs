@@ -238,17 +238,17 @@ fn level(flag: &str, v: &str) -> Result<LevelFilter, String> {
     v.parse().map_err(|_| format!("--{flag} {v:?}: expected error, warn, info, debug, trace or off"))
 }
 
+/// Logs of this program (`quorumkv` at `level`, openraft quieter) to stderr.
+///
+/// A plain target filter, not an `EnvFilter`: that one compiles its directives with a
+/// regex engine, 250 KiB of code and some heap that every process paid for at start. It is
+/// installed without a `log` bridge: the filter shows none of the dependencies that log
+/// through the `log` crate (fjall, lsm-tree), and a bridge raises `log`'s global level to
+/// trace, so each of their trace lines would be built only to be dropped.
 fn init_logging(level: LevelFilter) {
     // openraft warns about every unreachable peer while members start and stop; at the
-    // quiet levels only its errors are shown. A plain target filter, not an `EnvFilter`:
-    // that one compiles its directives with a regex engine, 250 KiB of code and some
-    // heap that every process paid for at start.
+    // quiet levels only its errors are shown.
     let raft_level = if level <= LevelFilter::WARN { level.min(LevelFilter::ERROR) } else { LevelFilter::WARN };
-    //
-    // Installed without a `log` bridge: the filter shows none of the dependencies that log
-    // through the `log` crate (fjall, lsm-tree), and a bridge raises `log`'s global level
-    // to trace, so each of their trace lines would be built and handed over only to be
-    // dropped.
     let filter = Targets::new().with_target("quorumkv", level).with_target("openraft", raft_level);
     let subscriber =
         tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter);

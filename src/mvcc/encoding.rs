@@ -117,9 +117,19 @@ const TERMINATOR: [u8; 2] = [0x00, 0x01];
 
 /// `escape(key) ++ 00 01`: the prefix of every `hist` entry of `key`.
 pub(crate) fn hist_prefix(key: &[u8]) -> Vec<u8> {
-    let mut out = hist_key(key, 0);
-    out.truncate(out.len() - 8);
+    let mut out = Vec::with_capacity(key.len() + 2 + 8);
+    push_hist_prefix(key, &mut out);
     out
+}
+
+fn push_hist_prefix(key: &[u8], out: &mut Vec<u8>) {
+    for &b in key {
+        out.push(b);
+        if b == 0 {
+            out.push(0xff);
+        }
+    }
+    out.extend_from_slice(&TERMINATOR);
 }
 
 /// The `hist` key of `key` at `revision`.
@@ -132,13 +142,7 @@ pub(crate) fn hist_key(key: &[u8], revision: i64) -> Vec<u8> {
 /// [`hist_key`] written into `buf` (cleared first), for a caller reusing one buffer.
 pub(crate) fn hist_key_into<'b>(key: &[u8], revision: i64, buf: &'b mut Vec<u8>) -> &'b [u8] {
     buf.clear();
-    for &b in key {
-        buf.push(b);
-        if b == 0 {
-            buf.push(0xff);
-        }
-    }
-    buf.extend_from_slice(&TERMINATOR);
+    push_hist_prefix(key, buf);
     buf.extend_from_slice(&(revision as u64).to_be_bytes());
     buf
 }
@@ -208,7 +212,8 @@ mod tests {
         let mut buf = b"left over from an earlier record".to_vec();
         for key in [&b"a\x00b"[..], b"k", b"\x00"] {
             assert_eq!(hist_key_into(key, 42, &mut buf), &hist_key(key, 42)[..]);
-            assert_eq!(hist_prefix(key), hist_key(key, 42)[..hist_key(key, 42).len() - 8]);
+            assert!(buf.starts_with(&hist_prefix(key)) && buf.len() == hist_prefix(key).len() + 8);
+            assert_eq!(split_hist_key(&buf).unwrap(), (key.to_vec(), 42));
         }
         let live = LiveRecord { create_revision: 3, mod_revision: 9, version: 4, lease: 77, value: vec![1, 2, 0, 255] };
         let bytes = encode_into(&HistRecordRef::from_live(Some(&live)), &mut buf).to_vec();
