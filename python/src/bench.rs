@@ -35,11 +35,15 @@ fn key(i: u64) -> Vec<u8> {
     (i % 100_000_000).to_be_bytes().to_vec()
 }
 
-/// bench.py's key for operation `i` of worker `t`.
+/// The number of keys bench.py writes before the runs (its `KEYS`): gets read these.
+const KEYS: u64 = 1_000;
+
+/// bench.py's key for operation `i` of worker `t`: puts write new keys, gets read the
+/// keys written before the run.
 fn key_for(w: Workload, t: u64, i: u64) -> Vec<u8> {
     match w {
         Workload::Put => key(t * 1_000_000 + i),
-        _ => key(t + 7 * i),
+        _ => key((t + 7 * i) % KEYS),
     }
 }
 
