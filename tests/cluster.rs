@@ -279,6 +279,16 @@ fn blocking_api_from_plain_threads() {
     }
     assert_eq!(n.range_blocking(RangeRequest::prefix("t")).unwrap().count, 100);
     assert_eq!(n.get_blocking(b"t0-0".to_vec()).unwrap().unwrap().value, b"v");
+    // A lone leader's reads need no wait and skip the runtime; the blocking calls still
+    // refuse to run on an async runtime's thread, whatever the read.
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        for serializable in [false, true] {
+            let req = RangeRequest { serializable, ..RangeRequest::key("t0-0") };
+            assert!(matches!(n.range_blocking(req), Err(Error::InvalidArgument(_))), "serializable: {serializable}");
+        }
+        assert!(matches!(n.get_blocking(b"t0-0".to_vec()), Err(Error::InvalidArgument(_))));
+    });
     n.stop_blocking().unwrap();
 }
 

@@ -261,10 +261,6 @@ macro_rules! blocking_twins {
 blocking_twins! {
     /// Blocking [`Node::put`].
     put_blocking => put(req: PutRequest) -> PutResponse;
-    /// Blocking [`Node::range`].
-    range_blocking => range(req: RangeRequest) -> RangeResponse;
-    /// Blocking [`Node::get`].
-    get_blocking => get(key: Vec<u8>) -> Option<KeyValue>;
     /// Blocking [`Node::delete_range`].
     delete_range_blocking => delete_range(req: DeleteRangeRequest) -> DeleteRangeResponse;
     /// Blocking [`Node::txn`].
@@ -294,6 +290,28 @@ blocking_twins! {
 }
 
 impl Node {
+    /// Blocking [`Node::range`]. A read that needs no wait (serializable, or any read while
+    /// [`Node::reads_are_local`]) is served on the calling thread without entering the
+    /// runtime, as [`Node::range_local`]; any other waits as [`Node::range`] does.
+    ///
+    /// Blocking: call it from a thread outside any async runtime (it returns
+    /// `InvalidArgument` when called from one).
+    pub fn range_blocking(&self, req: RangeRequest) -> Result<RangeResponse> {
+        super::ensure_not_async()?;
+        if req.serializable || self.reads_are_local() {
+            return self.range_local(&req);
+        }
+        self.block_on(self.range(req))
+    }
+
+    /// Blocking [`Node::get`], served as [`Node::range_blocking`] serves one key.
+    ///
+    /// Blocking: call it from a thread outside any async runtime (it returns
+    /// `InvalidArgument` when called from one).
+    pub fn get_blocking(&self, key: Vec<u8>) -> Result<Option<KeyValue>> {
+        Ok(self.range_blocking(RangeRequest::key(key))?.kvs.pop())
+    }
+
     /// Blocking [`Node::add_member`].
     pub fn add_member_blocking(&self, name: &str, peer_addr: &str, learner: bool) -> Result<crate::node::Member> {
         self.block_on(self.add_member(name, peer_addr, learner))
