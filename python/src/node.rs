@@ -418,9 +418,7 @@ impl PyNode {
             max_create_revision,
         }
         .build(py)?;
-        if req.serializable || node.reads_are_local() {
-            return Ok(RangeResult(wait(py, move || node.range_local(&req))?));
-        }
+        // `range_blocking` serves a read that needs no wait on this thread by itself.
         Ok(RangeResult(wait(py, move || node.range_blocking(req))?))
     }
 

@@ -432,13 +432,9 @@ pub unsafe extern "C" fn qkv_get(
         };
         let mut req = range_request(key, &[], &o, false)?;
         req.limit = 0;
-        *out = qkv_kvs::of_range(read(h, req)?).boxed();
+        *out = qkv_kvs::of_range(h.node.range_blocking(req)?).boxed();
         Ok(())
     })
-}
-
-fn read(h: &qkv_node, req: RangeRequest) -> FfiResult<RangeResponse> {
-    Ok(if req.serializable { h.node.range_local(&req)? } else { h.node.range_blocking(req)? })
 }
 
 /// The value of one key, as a buffer the caller owns (free it with `qkv_bytes_free`):
@@ -460,7 +456,7 @@ pub unsafe extern "C" fn qkv_get_value(
         // SAFETY: a buffer of the given length and an out-pointer.
         let (key, out) = unsafe { (bytes_arg(key, key_len, "key")?, out_arg(value, "value")?) };
         let req = RangeRequest { serializable, ..RangeRequest::key(key) };
-        let kv = read(h, req)?.kvs.pop().ok_or(crate::Error::KeyNotFound)?;
+        let kv = h.node.range_blocking(req)?.kvs.pop().ok_or(crate::Error::KeyNotFound)?;
         *out = qkv_bytes::from_vec(kv.value);
         Ok(())
     })
@@ -493,7 +489,7 @@ pub unsafe extern "C" fn qkv_range(
                 out_arg(out, "out")?,
             )
         };
-        *out = qkv_kvs::of_range(read(h, range_request(key, end, &o, true)?)?).boxed();
+        *out = qkv_kvs::of_range(h.node.range_blocking(range_request(key, end, &o, true)?)?).boxed();
         Ok(())
     })
 }
