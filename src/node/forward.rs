@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::mvcc::WriteCommand;
 use crate::raft::codec::{decode, encode};
 use crate::raft::network::{ForwardHandler, VerifiedPeer};
-use crate::raft::{MemberAddrs, Request, Response};
+use crate::raft::{MemberAddrs, Raft, Request, Response};
 
 /// A cluster member as listed by [`Node::members`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,47 +175,18 @@ impl Node {
         let running = self.running()?;
         let raft = running.raft.clone();
         drop(running);
+        // The hot requests (writes, read indexes) run inline; the rare ones are boxed, so
+        // the size of their futures (kilobytes for a membership change) is not carried by
+        // every write's and read's future, which the server allocates and moves per request.
         let work = async {
             match req {
                 ForwardRequest::Write(Request::Kv(cmd)) => {
                     let proposer = self.running()?.proposer.clone();
                     Ok(ForwardReply::Write(Response::Kv(proposer.propose(cmd).await?)))
                 }
-                ForwardRequest::Write(r) => {
-                    let resp = raft.client_write(r).await.map_err(write_error)?;
-                    Ok(ForwardReply::Write(resp.data))
-                }
                 ForwardRequest::WriteBatch(cmds) => super::forward_writes::propose_forwarded(self, cmds).await,
                 ForwardRequest::ReadIndex => {
                     Ok(ForwardReply::ReadIndex(self.local_read_index(raft.clone(), timeout).await?))
-                }
-                ForwardRequest::Join { id, addrs, learner, cluster_id } => {
-                    self.join_as_leader(id, addrs, learner, cluster_id).await
-                }
-                ForwardRequest::Remove { id } => self.remove_as_leader(id).await,
-                ForwardRequest::Ping | ForwardRequest::LeaderMembers => Ok(self.members_reply()),
-                ForwardRequest::Register { id, addrs, learner } => {
-                    let members = self.inner.observed.members.read().expect("members lock").clone();
-                    let taken = members.iter().any(|(other, (a, _))| {
-                        *other == id || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p))
-                    });
-                    if taken {
-                        return Err(Error::PeerAddrExists);
-                    }
-                    raft.add_learner(id, addrs, false).await.map_err(write_error)?;
-                    if !learner {
-                        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                            .await
-                            .map_err(write_error)?;
-                    }
-                    Ok(self.members_reply())
-                }
-                ForwardRequest::Promote { id } => {
-                    self.ensure_member(id, true)?;
-                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                        .await
-                        .map_err(write_error)?;
-                    Ok(self.members_reply())
                 }
                 ForwardRequest::LeaseKeepAlive { id } => {
                     let lessor = self.lessor_as_leader()?;
@@ -224,17 +195,63 @@ impl Node {
                 ForwardRequest::LeaseTimeToLive { id } => {
                     Ok(ForwardReply::LeaseRemaining(self.lessor_as_leader()?.remaining(id)))
                 }
-                ForwardRequest::MoveLeader { target } => self.move_leader_as_leader(target, timeout).await,
-                ForwardRequest::UpdateAddrs { id, addrs } => {
-                    self.ensure_member(id, false)?;
-                    raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, addrs)])), false)
-                        .await
-                        .map_err(write_error)?;
-                    Ok(self.members_reply())
-                }
+                ForwardRequest::Ping | ForwardRequest::LeaderMembers => Ok(self.members_reply()),
+                rare => Box::pin(self.handle_rare_as_leader(rare, raft, timeout)).await,
             }
         };
         tokio::time::timeout(timeout, work).await.map_err(|_| Error::Timeout)?
+    }
+
+    /// The requests of [`Node::handle_as_leader`] that are not on a hot path: membership
+    /// changes, leadership moves and writes of the node's own commands.
+    async fn handle_rare_as_leader(&self, req: ForwardRequest, raft: Raft, timeout: Duration) -> Result<ForwardReply> {
+        match req {
+            ForwardRequest::Write(r) => {
+                let resp = raft.client_write(r).await.map_err(write_error)?;
+                Ok(ForwardReply::Write(resp.data))
+            }
+            ForwardRequest::Join { id, addrs, learner, cluster_id } => {
+                self.join_as_leader(id, addrs, learner, cluster_id).await
+            }
+            ForwardRequest::Remove { id } => self.remove_as_leader(id).await,
+            ForwardRequest::Register { id, addrs, learner } => {
+                let members = self.inner.observed.members.read().expect("members lock").clone();
+                let taken = members
+                    .iter()
+                    .any(|(other, (a, _))| *other == id || a.peer_addrs.iter().any(|p| addrs.peer_addrs.contains(p)));
+                if taken {
+                    return Err(Error::PeerAddrExists);
+                }
+                raft.add_learner(id, addrs, false).await.map_err(write_error)?;
+                if !learner {
+                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(write_error)?;
+                }
+                Ok(self.members_reply())
+            }
+            ForwardRequest::Promote { id } => {
+                self.ensure_member(id, true)?;
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(write_error)?;
+                Ok(self.members_reply())
+            }
+            ForwardRequest::MoveLeader { target } => self.move_leader_as_leader(target, timeout).await,
+            ForwardRequest::UpdateAddrs { id, addrs } => {
+                self.ensure_member(id, false)?;
+                raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, addrs)])), false)
+                    .await
+                    .map_err(write_error)?;
+                Ok(self.members_reply())
+            }
+            ForwardRequest::WriteBatch(_)
+            | ForwardRequest::ReadIndex
+            | ForwardRequest::LeaseKeepAlive { .. }
+            | ForwardRequest::LeaseTimeToLive { .. }
+            | ForwardRequest::Ping
+            | ForwardRequest::LeaderMembers => Err(Error::internal("a hot request reached the rare-request path")),
+        }
     }
 
     fn members_reply(&self) -> ForwardReply {

@@ -76,7 +76,8 @@ impl Node {
                 // The leader's rounds are bounded; no routing and no timer per read.
                 let raft = n.running()?.raft.clone();
                 match n.local_read_index(raft, timeout).await {
-                    Err(Error::NotLeader { .. }) => n.read_index_from_leader(timeout).await?,
+                    // Boxed: it is rare here and its future is large.
+                    Err(Error::NotLeader { .. }) => Box::pin(n.read_index_from_leader(timeout)).await?,
                     other => other?,
                 }
             } else {
@@ -96,8 +97,9 @@ impl Node {
             }
             let raft = n.running()?.raft.clone();
             let left = deadline.saturating_duration_since(Instant::now());
-            raft.wait(Some(left))
-                .applied_index_at_least(Some(index), "linearizable read")
+            // Boxed: Raft's wait future takes about 2 KiB, and reads that need no wait
+            // should not carry it.
+            Box::pin(raft.wait(Some(left)).applied_index_at_least(Some(index), "linearizable read"))
                 .await
                 .map_err(|_| Error::Timeout)?;
             Ok(())

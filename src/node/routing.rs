@@ -148,7 +148,9 @@ impl Node {
                         hint = self.wait_leader_change(Some(leader), deadline).await?;
                         continue;
                     };
-                    match self.send_forward(&addr, &req, deadline - now).await {
+                    // Boxed: a gRPC call's future is large, and a leader's own requests
+                    // (the common case) should not carry its size.
+                    match Box::pin(self.send_forward(&addr, &req, deadline - now)).await {
                         Err(SendError::Failed(Error::NotLeader { leader: h })) => hint = h.filter(|l| *l != leader),
                         Err(SendError::NotDelivered(e)) => {
                             tracing::debug!(error = %e, "leader unreachable, waiting for a new one");
