@@ -131,6 +131,12 @@ async fn join_through_any_member_then_remove() {
     })
     .await;
     assert_eq!(n4.get("before-join").await.unwrap().unwrap().value, b"1");
+    if n4.leader() != Some(n4.id()) {
+        // Two of four voters are no quorum: the leader confirms with a heartbeat round.
+        let s = n4.status().unwrap();
+        assert!(s.forwarded_read_rounds >= 1);
+        assert_eq!(s.forwarded_vouched_rounds, 0, "a follower of a 4-voter cluster cannot vouch");
+    }
     n4.put(PutRequest::new("from-n4", "x")).await.unwrap();
     // A learner join stops at learner.
     let lcfg = NodeConfig { join_as_learner: true, ..single_config(spec.dir.path(), "n5") }
@@ -142,6 +148,9 @@ async fn join_through_any_member_then_remove() {
     })
     .await;
     assert_eq!(n5.get("from-n4").await.unwrap().unwrap().value, b"x", "a learner serves linearizable reads");
+    let s = n5.status().unwrap();
+    assert!(s.forwarded_read_rounds >= 1);
+    assert_eq!(s.forwarded_vouched_rounds, 0, "a learner's vote counts for nothing");
     // Remove both.
     nodes[2].remove_member(n5.id()).await.unwrap();
     assert!(!nodes[2].members().unwrap().iter().any(|m| m.id == n5.id()), "the caller's list shows a removal at once");
@@ -332,7 +341,8 @@ async fn members_added_before_they_start() {
 }
 
 /// A follower's concurrent writes reach the leader in shared requests, and its
-/// concurrent linearizable reads share read-index rounds; every write is applied once,
+/// concurrent linearizable reads share read-index rounds, which the leader answers
+/// without a heartbeat round because the follower vouches for it; every write is applied once,
 /// each at its own revision, and every read sees every write acknowledged before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followers_concurrent_requests_share_trips_to_the_leader() {
@@ -367,6 +377,9 @@ async fn a_followers_concurrent_requests_share_trips_to_the_leader() {
     }
     let s = follower.status().unwrap();
     shared("reads", s.forwarded_reads, s.forwarded_read_rounds);
+    // In a 3-voter cluster the follower and the leader are a quorum: the follower vouches
+    // for the leader, and no round needs the leader's heartbeats.
+    assert_eq!(s.forwarded_vouched_rounds, s.forwarded_read_rounds, "every round vouched for");
     // The leader forwards nothing.
     let l = nodes.iter().find(|n| n.id() == leader).unwrap();
     l.put(PutRequest::new("on-the-leader", "x")).await.unwrap();
@@ -467,4 +480,85 @@ async fn reads_that_need_no_wait_still_let_the_runtime_run() {
     });
     assert!(txns.is_some_and(|r| r > 0), "a loop of serializable read-only txns starved its runtime's timer");
     n1.stop().await.unwrap();
+}
+
+/// Followers vouch for their leader's read index instead of the leader running a
+/// heartbeat round (3 voters). Clients on every member, while leadership moves and a
+/// leader is stopped like a crash and restarted: every key's history of puts and
+/// linearizable gets stays linearizable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_reads_stay_linearizable_while_leaders_change() {
+    use common::linearizability::{check_register, Op, OpKind};
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex, RwLock};
+
+    let spec = ClusterSpec::new(3);
+    let nodes = Arc::new(RwLock::new(start_cluster(&spec).await));
+    let start = Instant::now();
+    let now = move || start.elapsed().as_nanos() as u64;
+    let ops: Arc<Mutex<BTreeMap<String, Vec<Op>>>> = Arc::default();
+    let until = Instant::now() + Duration::from_secs(6);
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let (nodes, ops) = (nodes.clone(), ops.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    n += 1;
+                    let node = nodes.read().unwrap()[w % 3].clone();
+                    let key = format!("reg{}", n % 3);
+                    let call = now();
+                    let op = if n.is_multiple_of(3) {
+                        let value = format!("w{w}-{n}").into_bytes();
+                        let r = node.put(PutRequest::new(key.clone(), value.clone())).await;
+                        Op { call, ret: r.is_ok().then(now), kind: OpKind::Put(value) }
+                    } else {
+                        match node.range(RangeRequest::key(key.clone())).await {
+                            Ok(r) => Op {
+                                call,
+                                ret: Some(now()),
+                                kind: OpKind::Get(r.kvs.first().map(|kv| kv.value.clone())),
+                            },
+                            Err(_) => {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                continue;
+                            }
+                        }
+                    };
+                    ops.lock().unwrap().entry(key).or_default().push(op);
+                }
+            })
+        })
+        .collect();
+    // Move leadership round the members, and once stop the leader abruptly and restart it.
+    let mut moves = 0;
+    let mut crashed = false;
+    while Instant::now() + Duration::from_millis(800) < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let current: Vec<Node> = nodes.read().unwrap().clone();
+        let Some(leader) = current.iter().find_map(|n| n.leader()) else { continue };
+        let li = leader_index(&current, leader);
+        if !crashed && moves >= 3 {
+            crashed = true;
+            current[li].stop_abruptly().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            nodes.write().unwrap()[li] = Node::start(spec.config(li)).await.unwrap();
+        } else if current[li].move_leader(current[(li + 1) % 3].id()).await.is_ok() {
+            moves += 1;
+        }
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert!(moves >= 3 && crashed, "{moves} moves, crashed: {crashed}");
+    let current: Vec<Node> = nodes.read().unwrap().clone();
+    let vouched: u64 = current.iter().map(|n| n.status().unwrap().forwarded_vouched_rounds).sum();
+    assert!(vouched > 0, "followers vouched for no read index");
+    let mut total = 0;
+    for (key, ops) in ops.lock().unwrap().iter() {
+        total += ops.len();
+        assert!(check_register(ops, None), "history of {key} is not linearizable ({} ops)", ops.len());
+    }
+    eprintln!("{moves} leadership moves, 1 crash, {vouched} vouched rounds, {total} register ops checked");
+    stop_all(current.iter()).await;
 }

@@ -79,7 +79,7 @@ impl Metrics {
 
 fn render_node(out: &mut String, s: &NodeStatus) {
     let flag = |b: bool| u64::from(b);
-    let gauges: [(&str, &str, &str, String); 20] = [
+    let gauges: [(&str, &str, &str, String); 21] = [
         ("quorumkv_server_raft_term", "gauge", "The current Raft term.", s.term.to_string()),
         (
             "quorumkv_server_commit_index",
@@ -150,6 +150,12 @@ fn render_node(out: &mut String, s: &NodeStatus) {
             "counter",
             "Read-index requests to the leader those reads took (concurrent reads share one).",
             s.forwarded_read_rounds.to_string(),
+        ),
+        (
+            "quorumkv_forwarded_vouched_read_rounds_total",
+            "counter",
+            "Of those, the ones the leader answered without a heartbeat round, this member vouching for it.",
+            s.forwarded_vouched_rounds.to_string(),
         ),
         (
             "quorumkv_mvcc_db_total_size_in_bytes",
@@ -265,6 +271,7 @@ pub(crate) mod tests {
             forwarded_write_batches: 3,
             forwarded_reads: 50,
             forwarded_read_rounds: 4,
+            forwarded_vouched_rounds: 3,
         }
     }
 
@@ -302,6 +309,7 @@ pub(crate) mod tests {
         assert_eq!(get("quorumkv_forwarded_write_batches_total"), 3.0);
         assert_eq!(get("quorumkv_forwarded_reads_total"), 50.0);
         assert_eq!(get("quorumkv_forwarded_read_rounds_total"), 4.0);
+        assert_eq!(get("quorumkv_forwarded_vouched_read_rounds_total"), 3.0);
         assert_eq!(get("quorumkv_mvcc_db_total_size_in_bytes"), 4096.0);
         assert_eq!(get("quorumkv_mvcc_current_revision"), 5.0);
         assert_eq!(get("quorumkv_mvcc_compact_revision"), 2.0);

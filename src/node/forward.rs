@@ -78,6 +78,9 @@ pub(crate) enum ForwardRequest {
     LeaderMembers,
     /// Propose these writes (a follower's concurrent writes, see `forward_writes.rs`).
     WriteBatch(Vec<WriteCommand>),
+    /// A read index that the follower `voter` will vouch for (see `read_index.rs`): no
+    /// heartbeat round when the leader and it make a quorum.
+    VouchedReadIndex { voter: u64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +97,13 @@ pub(crate) enum ForwardReply {
     LeaseRemaining(Option<(i64, i64)>),
     /// Each write's answer, in order (outer error: not proposed, or no answer from Raft).
     WriteBatch(Vec<super::propose::Answer>),
+    /// A read index taken without a round, valid once the follower vouches for the
+    /// leader id (`term`, `leader`).
+    VouchedReadIndex {
+        index: u64,
+        term: u64,
+        leader: u64,
+    },
 }
 
 /// The peer service's entry point for forwarded requests.
@@ -145,6 +155,13 @@ fn check_claims(peer: &VerifiedPeer, req: &ForwardRequest) -> Result<()> {
             addrs.peer_addrs.iter().try_for_each(|a| peer.covers(a))
         }
         ForwardRequest::Ping | ForwardRequest::LeaderMembers => Ok(()),
+        // A member vouches for the leader with its own vote only.
+        ForwardRequest::VouchedReadIndex { voter } if peer.is_member && *voter != peer.sender_id => {
+            Err(Error::Transport(format!(
+                "peer certificate refused: member {:016x} ({}) may not vouch as member {voter:016x}",
+                peer.sender_id, peer.remote
+            )))
+        }
         _ if peer.is_member => Ok(()),
         _ => {
             let e = Error::Transport(format!(
@@ -187,6 +204,16 @@ impl Node {
                 ForwardRequest::WriteBatch(cmds) => super::forward_writes::propose_forwarded(self, cmds).await,
                 ForwardRequest::ReadIndex => {
                     Ok(ForwardReply::ReadIndex(self.local_read_index(raft.clone(), timeout).await?))
+                }
+                ForwardRequest::VouchedReadIndex { voter } => {
+                    // Boxed: once per follower round, and Raft's read future is large.
+                    let vouched = Box::pin(super::read_index::vouched_read_index(&raft, self.inner.member_id, voter));
+                    match vouched.await? {
+                        Some(v) => {
+                            Ok(ForwardReply::VouchedReadIndex { index: v.index, term: v.term, leader: v.leader })
+                        }
+                        None => Ok(ForwardReply::ReadIndex(self.local_read_index(raft.clone(), timeout).await?)),
+                    }
                 }
                 ForwardRequest::LeaseKeepAlive { id } => {
                     let lessor = self.lessor_as_leader()?;
@@ -247,6 +274,7 @@ impl Node {
             }
             ForwardRequest::WriteBatch(_)
             | ForwardRequest::ReadIndex
+            | ForwardRequest::VouchedReadIndex { .. }
             | ForwardRequest::LeaseKeepAlive { .. }
             | ForwardRequest::LeaseTimeToLive { .. }
             | ForwardRequest::Ping

@@ -87,7 +87,7 @@ impl Node {
                 let round = n.inner.forwarded_reads.read_index(move || {
                     let node = node.clone();
                     node.inner.forward_stats.read_rounds.fetch_add(1, Ordering::Relaxed);
-                    async move { node.read_index_from_leader(timeout).await }
+                    async move { node.vouched_read_index_from_leader(timeout).await }
                 });
                 let left = deadline.saturating_duration_since(Instant::now());
                 tokio::time::timeout(left, round).await.map_err(|_| Error::Timeout)??
@@ -143,6 +143,27 @@ impl Node {
     /// (`NotLeader` when it does not lead).
     pub(super) async fn local_read_index(&self, raft: crate::raft::Raft, timeout: std::time::Duration) -> Result<u64> {
         self.inner.read_index.read_index(move || super::read_index::leader_round(raft.clone(), timeout)).await
+    }
+
+    /// A follower's read index from the leader, which this node vouches for when it can
+    /// (see `read_index.rs`); a full leadership round on the leader when it cannot.
+    async fn vouched_read_index_from_leader(&self, timeout: std::time::Duration) -> Result<u64> {
+        let voter = self.inner.member_id;
+        match self.to_leader(ForwardRequest::VouchedReadIndex { voter }, timeout).await? {
+            ForwardReply::ReadIndex(index) => Ok(index),
+            ForwardReply::VouchedReadIndex { index, term, leader } => {
+                let v = super::read_index::Vouched { index, term, leader };
+                let raft = self.running()?.raft.clone();
+                if super::read_index::still_vouches(&raft, &v).await? {
+                    self.inner.forward_stats.vouched_rounds.fetch_add(1, Ordering::Relaxed);
+                    Ok(index)
+                } else {
+                    // Our vote moved on while the leader answered: no proof; a full round.
+                    Box::pin(self.read_index_from_leader(timeout)).await
+                }
+            }
+            _ => Err(Error::internal("unexpected reply to a read index request")),
+        }
     }
 
     /// A read index from the leader (this node or the one it forwards to).

@@ -98,6 +98,10 @@ pub struct NodeStatus {
     pub forwarded_reads: u64,
     /// Read-index requests those reads took: concurrent reads share one.
     pub forwarded_read_rounds: u64,
+    /// Of those, the ones the leader answered without a heartbeat round because this node
+    /// vouched for it (a follower that makes a quorum with the leader, as in any 3-voter
+    /// cluster).
+    pub forwarded_vouched_rounds: u64,
 }
 
 /// Counters behind [`NodeStatus`]'s `forwarded_*` fields.
@@ -107,6 +111,7 @@ pub(crate) struct ForwardStats {
     pub write_batches: AtomicU64,
     pub reads: AtomicU64,
     pub read_rounds: AtomicU64,
+    pub vouched_rounds: AtomicU64,
 }
 
 /// A future handed to [`Node::spawn_detached_all`].
@@ -569,6 +574,7 @@ impl Node {
             forwarded_write_batches: self.inner.forward_stats.write_batches.load(Ordering::Relaxed),
             forwarded_reads: self.inner.forward_stats.reads.load(Ordering::Relaxed),
             forwarded_read_rounds: self.inner.forward_stats.read_rounds.load(Ordering::Relaxed),
+            forwarded_vouched_rounds: self.inner.forward_stats.vouched_rounds.load(Ordering::Relaxed),
         })
     }
 

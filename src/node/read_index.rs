@@ -12,13 +12,45 @@
 //!   follower serving many concurrent reads sends the leader one request per round,
 //!   not one per read. The leader's round starts after it receives that request, hence
 //!   after every read the request answers arrived: the rule above still holds.
+//!
+//! # A follower vouches for the leader ([`vouched_read_index`])
+//!
+//! A leadership round proves that a quorum of the leader's configuration was still in
+//! the leader's term after the read arrived, so no newer leader (which needs a quorum's
+//! votes) can have committed writes the read index misses. When the follower asking for
+//! a read index and the leader together make a quorum of every configuration of the
+//! leader's committed membership (a 3-voter cluster: any voter follower), the follower's
+//! own vote is that proof, and the leader needs no heartbeat round:
+//!
+//! 1. the follower asks the leader for a vouched read index;
+//! 2. the leader, still leading, answers with its read index (the later of its commit
+//!    index and its term's first entry) and its leader id (term and node);
+//! 3. after the answer arrives, the follower asks its own Raft core for its vote. If that
+//!    is still the committed vote for the same leader id, it uses the index; otherwise it
+//!    asks again with a full round.
+//!
+//! Votes only ever grow, so a follower whose vote is (T, L) after step 2 had voted for
+//! nobody in a later term when the leader answered; with the leader in term T then as
+//! well, the pair made sure no leader of a later term existed when the index was taken,
+//! exactly as acknowledgements of a heartbeat round from that pair would have. The
+//! leader checks the pair against its membership as its metrics show it, only when that
+//! membership is committed; the metrics may lag a change the leader has just begun, but
+//! voters change only through a joint configuration, every quorum of which includes a
+//! quorum of the configuration before it, so the pair still meets every new quorum.
+//!
+//! It saves the leader a heartbeat round (two peer calls through three Raft cores) for
+//! each of a follower's read-index rounds; other cluster shapes, and learners, take the
+//! full round.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use openraft::errors::{LinearizableReadError, RaftError};
-use openraft::ReadPolicy;
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{LinearizerOption, ReadPolicy};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
@@ -111,6 +143,65 @@ pub(crate) async fn leader_round(raft: Raft, timeout: Duration) -> Result<u64> {
     tokio::time::timeout(timeout, confirm).await.map_err(|_| Error::Timeout)?
 }
 
+/// A read index a follower vouches for (see the module docs): the index and the leader
+/// id (term, node) it was taken under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Vouched {
+    pub index: u64,
+    pub term: u64,
+    pub leader: u64,
+}
+
+/// Whether the leader `a` and the voter `b` together are a quorum (a strict majority) of
+/// every configuration of a (possibly joint) membership; `b` must be a voter of each
+/// (a learner's vote counts for nothing).
+pub(crate) fn pair_is_quorum(joint: &[BTreeSet<u64>], a: u64, b: u64) -> bool {
+    a != b
+        && !joint.is_empty()
+        && joint.iter().all(|voters| voters.contains(&b) && 2 * (1 + usize::from(voters.contains(&a))) > voters.len())
+}
+
+/// The leader's side of a vouched read index for the follower `voter`: `Ok(None)` when
+/// that follower cannot vouch (the pair is no quorum of the committed membership, or the
+/// membership is changing), and the caller runs a full round instead. Fails with
+/// `NotLeader` when this node does not lead.
+///
+/// openraft answers at once while a quorum has acknowledged this leader within its
+/// leader lease (and otherwise after a heartbeat round); the answer's safety rests on the
+/// follower's check of its vote, not on that lease.
+pub(crate) async fn vouched_read_index(raft: &Raft, me: u64, voter: u64) -> Result<Option<Vouched>> {
+    let can_vouch = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.log_id() == m.committed_membership_config.log_id()
+            && pair_is_quorum(m.membership_config.membership().get_joint_config(), me, voter)
+    };
+    if !can_vouch {
+        return Ok(None);
+    }
+    match raft.get_read_linearizer(LinearizerOption::new(None, true)).await {
+        Ok(lin) => {
+            let log_id = lin.read_log_id();
+            let leader = log_id.committed_leader_id();
+            Ok(Some(Vouched { index: log_id.index(), term: leader.term, leader: leader.node_id }))
+        }
+        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+            Err(Error::NotLeader { leader: f.leader_id })
+        }
+        // No quorum acknowledged within the lease: let the full round wait for one.
+        Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => Ok(None),
+        Err(RaftError::Fatal(f)) => Err(Error::Fatal(f.to_string())),
+    }
+}
+
+/// The follower's check (step 3 in the module docs): whether this node's vote, asked of
+/// its Raft core now, is the committed vote for the leader that answered `v`.
+pub(crate) async fn still_vouches(raft: &Raft, v: &Vouched) -> Result<bool> {
+    let vote = raft.with_raft_state(|st| *st.vote_ref()).await.map_err(|f| Error::Fatal(f.to_string()))?;
+    let leader = vote.leader_id();
+    Ok(vote.is_committed() && leader.term == v.term && leader.node_id == v.leader)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +242,91 @@ mod tests {
             assert_eq!(h.await.unwrap().unwrap(), 200);
         }
         assert_eq!(rounds.load(Ordering::SeqCst), 2);
+    }
+
+    /// Which follower can vouch for its leader: the pair must hold a strict majority of
+    /// every configuration, joint ones included.
+    #[test]
+    fn a_pair_vouches_only_as_a_quorum_of_every_configuration() {
+        let set = |ids: &[u64]| ids.iter().copied().collect::<BTreeSet<u64>>();
+        let three = [set(&[1, 2, 3])];
+        assert!(pair_is_quorum(&three, 1, 2));
+        assert!(pair_is_quorum(&three, 3, 1));
+        assert!(!pair_is_quorum(&three, 1, 4), "a learner (no voter) does not vouch");
+        assert!(!pair_is_quorum(&three, 2, 2), "a node does not vouch for itself");
+        assert!(pair_is_quorum(&[set(&[1, 2])], 1, 2));
+        assert!(!pair_is_quorum(&[set(&[1])], 1, 2));
+        assert!(!pair_is_quorum(&[set(&[1, 2, 3, 4])], 1, 2), "two of four is no majority");
+        assert!(!pair_is_quorum(&[set(&[1, 2, 3, 4, 5])], 1, 2));
+        // Joint: {1,2,3} -> {1,2,4,5}: a majority of the first, not of the second.
+        assert!(!pair_is_quorum(&[set(&[1, 2, 3]), set(&[1, 2, 4, 5])], 1, 2));
+        // Joint: {1,2,3} -> {1,2}: a majority of both.
+        assert!(pair_is_quorum(&[set(&[1, 2, 3]), set(&[1, 2])], 1, 2));
+        assert!(!pair_is_quorum(&[], 1, 2));
+    }
+
+    /// The vote check that makes a vouched read index safe, on a real 3-node cluster: a
+    /// follower vouches for the leader that answered while its vote is that leader's, and
+    /// refuses once its vote has moved to a later term's leader; a leader never vouches
+    /// for itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_vouches_only_while_its_vote_is_the_leaders() {
+        use crate::node::{Bootstrap, Node, NodeConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let addr = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+        };
+        let members: Vec<(String, String)> = (1..=3).map(|i| (format!("v{i}"), addr())).collect();
+        let starts = members.iter().map(|(name, peer)| {
+            let mut c = NodeConfig::new(name.clone(), dir.path().join(name), peer.clone())
+                .bootstrap(Bootstrap::InitialCluster(members.clone()));
+            c.heartbeat_interval_ms = 50;
+            c.election_timeout_ms = 300;
+            Node::start(c)
+        });
+        let nodes: Vec<Node> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
+        let leader_of = |nodes: &[Node]| {
+            let l = nodes[0].leader()?;
+            nodes.iter().all(|n| n.leader() == Some(l)).then_some(l)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let leader = loop {
+            if let Some(l) = leader_of(&nodes) {
+                break l;
+            }
+            assert!(std::time::Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        nodes[0].put(crate::mvcc::PutRequest::new("k", "v")).await.unwrap();
+        let raft = |n: &Node| n.running().unwrap().raft.clone();
+        let l = nodes.iter().find(|n| n.id() == leader).unwrap();
+        let mut others = nodes.iter().filter(|n| n.id() != leader);
+        let (f, g) = (others.next().unwrap(), others.next().unwrap());
+
+        let v = vouched_read_index(&raft(l), l.id(), f.id()).await.unwrap().expect("a 3-voter pair vouches");
+        assert_eq!(v.leader, leader);
+        assert!(v.index >= l.applied_index(), "the index covers what the leader applied");
+        assert!(still_vouches(&raft(f), &v).await.unwrap(), "the follower's vote is the leader's");
+        assert!(vouched_read_index(&raft(l), l.id(), l.id()).await.unwrap().is_none(), "no vouching for oneself");
+        let from_follower = vouched_read_index(&raft(f), f.id(), g.id()).await;
+        assert!(!matches!(from_follower, Ok(Some(_))), "a follower answered as leader: {from_follower:?}");
+
+        // Leadership moves to g in a later term; f's vote follows, and the old answer
+        // is no longer vouched for.
+        l.move_leader(g.id()).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while f.leader() != Some(g.id()) {
+            assert!(std::time::Instant::now() < deadline, "f never followed g");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!still_vouches(&raft(f), &v).await.unwrap(), "a vote for a later leader refuses the old index");
+        let v2 = vouched_read_index(&raft(g), g.id(), f.id()).await.unwrap().unwrap();
+        assert!(v2.term > v.term && v2.leader == g.id());
+        assert!(still_vouches(&raft(f), &v2).await.unwrap());
+        for n in &nodes {
+            n.stop().await.unwrap();
+        }
     }
 
     /// A failed round fails every read it serves; the next read starts a fresh round.
