@@ -137,6 +137,11 @@ async fn join_through_any_member_then_remove() {
         assert!(s.forwarded_read_rounds >= 1);
         assert_eq!(s.forwarded_vouched_rounds, 0, "a follower of a 4-voter cluster cannot vouch");
     }
+    // Nor does any follower vouch for the leader's own reads.
+    let l4 = nodes.iter().chain([&n4]).find(|n| n.leader() == Some(n.id())).unwrap();
+    let before = l4.status().unwrap().vouched_read_rounds;
+    l4.get("before-join").await.unwrap().unwrap();
+    assert_eq!(l4.status().unwrap().vouched_read_rounds, before, "a 4-voter leader runs heartbeat rounds");
     n4.put(PutRequest::new("from-n4", "x")).await.unwrap();
     // A learner join stops at learner.
     let lcfg = NodeConfig { join_as_learner: true, ..single_config(spec.dir.path(), "n5") }
@@ -386,6 +391,7 @@ async fn a_followers_concurrent_requests_share_trips_to_the_leader() {
     l.get("on-the-leader").await.unwrap().unwrap();
     let ls = l.status().unwrap();
     assert_eq!((ls.forwarded_writes, ls.forwarded_reads), (0, 0));
+    assert!(ls.vouched_read_rounds >= 1, "a follower vouched for the leader's own read");
     stop_all(nodes.iter()).await;
 }
 
@@ -482,8 +488,8 @@ async fn reads_that_need_no_wait_still_let_the_runtime_run() {
     n1.stop().await.unwrap();
 }
 
-/// Followers vouch for their leader's read index instead of the leader running a
-/// heartbeat round (3 voters). Clients on every member, while leadership moves and a
+/// Followers vouch for their leader's read index, for their own reads and the leader's,
+/// instead of the leader running a heartbeat round (3 voters). Clients on every member, while leadership moves and a
 /// leader is stopped like a crash and restarted: every key's history of puts and
 /// linearizable gets stays linearizable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,11 +560,15 @@ async fn follower_reads_stay_linearizable_while_leaders_change() {
     let current: Vec<Node> = nodes.read().unwrap().clone();
     let vouched: u64 = current.iter().map(|n| n.status().unwrap().forwarded_vouched_rounds).sum();
     assert!(vouched > 0, "followers vouched for no read index");
+    let leaders_vouched: u64 = current.iter().map(|n| n.status().unwrap().vouched_read_rounds).sum();
+    assert!(leaders_vouched > 0, "no follower vouched for a leader's own reads");
     let mut total = 0;
     for (key, ops) in ops.lock().unwrap().iter() {
         total += ops.len();
         assert!(check_register(ops, None), "history of {key} is not linearizable ({} ops)", ops.len());
     }
-    eprintln!("{moves} leadership moves, 1 crash, {vouched} vouched rounds, {total} register ops checked");
+    eprintln!(
+        "{moves} leadership moves, 1 crash, {vouched} + {leaders_vouched} vouched rounds, {total} register ops checked"
+    );
     stop_all(current.iter()).await;
 }

@@ -79,7 +79,7 @@ impl Metrics {
 
 fn render_node(out: &mut String, s: &NodeStatus) {
     let flag = |b: bool| u64::from(b);
-    let gauges: [(&str, &str, &str, String); 21] = [
+    let gauges: [(&str, &str, &str, String); 22] = [
         ("quorumkv_server_raft_term", "gauge", "The current Raft term.", s.term.to_string()),
         (
             "quorumkv_server_commit_index",
@@ -156,6 +156,12 @@ fn render_node(out: &mut String, s: &NodeStatus) {
             "counter",
             "Of those, the ones the leader answered without a heartbeat round, this member vouching for it.",
             s.forwarded_vouched_rounds.to_string(),
+        ),
+        (
+            "quorumkv_vouched_read_rounds_total",
+            "counter",
+            "Read-index rounds this member ran as leader that a follower's vote confirmed, instead of a heartbeat round.",
+            s.vouched_read_rounds.to_string(),
         ),
         (
             "quorumkv_mvcc_db_total_size_in_bytes",
@@ -272,6 +278,7 @@ pub(crate) mod tests {
             forwarded_reads: 50,
             forwarded_read_rounds: 4,
             forwarded_vouched_rounds: 3,
+            vouched_read_rounds: 6,
         }
     }
 
@@ -310,6 +317,7 @@ pub(crate) mod tests {
         assert_eq!(get("quorumkv_forwarded_reads_total"), 50.0);
         assert_eq!(get("quorumkv_forwarded_read_rounds_total"), 4.0);
         assert_eq!(get("quorumkv_forwarded_vouched_read_rounds_total"), 3.0);
+        assert_eq!(get("quorumkv_vouched_read_rounds_total"), 6.0);
         assert_eq!(get("quorumkv_mvcc_db_total_size_in_bytes"), 4096.0);
         assert_eq!(get("quorumkv_mvcc_current_revision"), 5.0);
         assert_eq!(get("quorumkv_mvcc_compact_revision"), 2.0);

@@ -81,6 +81,10 @@ pub(crate) enum ForwardRequest {
     /// A read index that the follower `voter` will vouch for (see `read_index.rs`): no
     /// heartbeat round when the leader and it make a quorum.
     VouchedReadIndex { voter: u64 },
+    /// From the leader: does the receiving follower still hold the committed vote for
+    /// this leader id? (The leader's own rounds, see `read_index.rs`.) Answered by the
+    /// receiver, never relayed.
+    Vouch { term: u64, leader: u64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +108,8 @@ pub(crate) enum ForwardReply {
         term: u64,
         leader: u64,
     },
+    /// The answer to `Vouch`.
+    Vouches(bool),
 }
 
 /// The peer service's entry point for forwarded requests.
@@ -136,6 +142,7 @@ impl ForwardHandler for Handler {
                         }
                         ForwardRequest::LeaderMembers => node.to_leader(req, timeout).await,
                         ForwardRequest::Ping => Ok(node.members_reply()),
+                        ForwardRequest::Vouch { term, leader } => node.vouch(term, leader).await,
                         req => node.handle_as_leader(req, timeout).await,
                     }
                 }
@@ -275,11 +282,18 @@ impl Node {
             ForwardRequest::WriteBatch(_)
             | ForwardRequest::ReadIndex
             | ForwardRequest::VouchedReadIndex { .. }
+            | ForwardRequest::Vouch { .. }
             | ForwardRequest::LeaseKeepAlive { .. }
             | ForwardRequest::LeaseTimeToLive { .. }
             | ForwardRequest::Ping
             | ForwardRequest::LeaderMembers => Err(Error::internal("a hot request reached the rare-request path")),
         }
+    }
+
+    /// A follower's answer to its leader's `Vouch` (see `read_index.rs`).
+    async fn vouch(&self, term: u64, leader: u64) -> Result<ForwardReply> {
+        let raft = self.running()?.raft.clone();
+        Ok(ForwardReply::Vouches(super::read_index::votes_for(&raft, term, leader).await?))
     }
 
     fn members_reply(&self) -> ForwardReply {

@@ -102,6 +102,9 @@ pub struct NodeStatus {
     /// vouched for it (a follower that makes a quorum with the leader, as in any 3-voter
     /// cluster).
     pub forwarded_vouched_rounds: u64,
+    /// Leadership rounds this node ran as leader for its own linearizable reads that a
+    /// follower's vote confirmed with one call, instead of a heartbeat round.
+    pub vouched_read_rounds: u64,
 }
 
 /// Counters behind [`NodeStatus`]'s `forwarded_*` fields.
@@ -112,6 +115,7 @@ pub(crate) struct ForwardStats {
     pub reads: AtomicU64,
     pub read_rounds: AtomicU64,
     pub vouched_rounds: AtomicU64,
+    pub leader_vouched_rounds: AtomicU64,
 }
 
 /// A future handed to [`Node::spawn_detached_all`].
@@ -229,6 +233,8 @@ pub(crate) struct NodeInner {
     /// Writes this node forwards to the leader, batched.
     forwarder: propose::WriteQueue,
     forward_stats: ForwardStats,
+    /// As leader: no follower is asked to vouch until then (one failed to answer).
+    vouch_pause_until: std::sync::Mutex<Option<std::time::Instant>>,
     leader_contact: Arc<LeaderContact>,
     /// Background chores of this incarnation (publishing addresses), aborted on stop.
     chores: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -318,6 +324,7 @@ impl Node {
             forwarded_reads: Arc::default(),
             forwarder: Default::default(),
             forward_stats: ForwardStats::default(),
+            vouch_pause_until: std::sync::Mutex::default(),
             leader_contact: Arc::default(),
             chores: std::sync::Mutex::default(),
             config,
@@ -575,6 +582,7 @@ impl Node {
             forwarded_reads: self.inner.forward_stats.reads.load(Ordering::Relaxed),
             forwarded_read_rounds: self.inner.forward_stats.read_rounds.load(Ordering::Relaxed),
             forwarded_vouched_rounds: self.inner.forward_stats.vouched_rounds.load(Ordering::Relaxed),
+            vouched_read_rounds: self.inner.forward_stats.leader_vouched_rounds.load(Ordering::Relaxed),
         })
     }
 

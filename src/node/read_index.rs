@@ -41,6 +41,13 @@
 //! It saves the leader a heartbeat round (two peer calls through three Raft cores) for
 //! each of a follower's read-index rounds; other cluster shapes, and learners, take the
 //! full round.
+//!
+//! The leader's own rounds use the same proof the other way round: the leader takes its
+//! read index, then asks one follower that can vouch ([`voucher`]) whether it still holds
+//! the committed vote for this leader id (one peer call and one Raft-core query there,
+//! instead of heartbeats to every follower and their acknowledgements through three
+//! cores). A "no" falls back to a heartbeat round; a follower that does not answer within
+//! a heartbeat interval is not asked again for a second.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -194,12 +201,37 @@ pub(crate) async fn vouched_read_index(raft: &Raft, me: u64, voter: u64) -> Resu
     }
 }
 
+/// The follower the leader `me` asks to vouch for its own rounds (see the module docs):
+/// of the voters that make a quorum with it in every configuration of its committed
+/// membership, the one whose replication has reached furthest (most likely up and near).
+/// `None` when there is none, or the membership is changing.
+pub(crate) fn voucher(raft: &Raft, me: u64) -> Option<u64> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    if m.membership_config.log_id() != m.committed_membership_config.log_id() {
+        return None;
+    }
+    let joint = m.membership_config.membership().get_joint_config();
+    let matched = |id: &u64| m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map(|l| l.index);
+    m.membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| pair_is_quorum(joint, me, *id))
+        .max_by_key(|id| (matched(id), std::cmp::Reverse(*id)))
+}
+
 /// The follower's check (step 3 in the module docs): whether this node's vote, asked of
 /// its Raft core now, is the committed vote for the leader that answered `v`.
 pub(crate) async fn still_vouches(raft: &Raft, v: &Vouched) -> Result<bool> {
+    votes_for(raft, v.term, v.leader).await
+}
+
+/// Whether this node's vote, asked of its Raft core now, is the committed vote for the
+/// leader `leader` of term `term`.
+pub(crate) async fn votes_for(raft: &Raft, term: u64, leader: u64) -> Result<bool> {
     let vote = raft.with_raft_state(|st| *st.vote_ref()).await.map_err(|f| Error::Fatal(f.to_string()))?;
-    let leader = vote.leader_id();
-    Ok(vote.is_committed() && leader.term == v.term && leader.node_id == v.leader)
+    let id = vote.leader_id();
+    Ok(vote.is_committed() && id.term == term && id.node_id == leader)
 }
 
 #[cfg(test)]
@@ -300,10 +332,16 @@ mod tests {
         };
         nodes[0].put(crate::mvcc::PutRequest::new("k", "v")).await.unwrap();
         let raft = |n: &Node| n.running().unwrap().raft.clone();
+        async fn v_term(r: &Raft) -> u64 {
+            r.with_raft_state(|st| st.vote_ref().leader_id().term).await.unwrap()
+        }
         let l = nodes.iter().find(|n| n.id() == leader).unwrap();
         let mut others = nodes.iter().filter(|n| n.id() != leader);
         let (f, g) = (others.next().unwrap(), others.next().unwrap());
 
+        let chosen = voucher(&raft(l), l.id()).expect("a 3-voter leader has a voucher");
+        assert!(chosen == f.id() || chosen == g.id(), "the voucher is a follower, not {chosen}");
+        assert!(votes_for(&raft(f), v_term(&raft(l)).await, leader).await.unwrap());
         let v = vouched_read_index(&raft(l), l.id(), f.id()).await.unwrap().expect("a 3-voter pair vouches");
         assert_eq!(v.leader, leader);
         assert!(v.index >= l.applied_index(), "the index covers what the leader applied");
@@ -324,6 +362,12 @@ mod tests {
         let v2 = vouched_read_index(&raft(g), g.id(), f.id()).await.unwrap().unwrap();
         assert!(v2.term > v.term && v2.leader == g.id());
         assert!(still_vouches(&raft(f), &v2).await.unwrap());
+        // The old leader's own rounds: f no longer votes for it.
+        assert!(!votes_for(&raft(f), v.term, v.leader).await.unwrap());
+        // The new leader's reads are confirmed by a follower's vote, not a heartbeat round.
+        let before = g.status().unwrap().vouched_read_rounds;
+        g.range(crate::mvcc::RangeRequest::key("k")).await.unwrap();
+        assert!(g.status().unwrap().vouched_read_rounds > before, "the leader's read was vouched for");
         for n in &nodes {
             n.stop().await.unwrap();
         }

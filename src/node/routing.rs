@@ -92,7 +92,7 @@ impl From<SendError> for Error {
 }
 
 impl Node {
-    fn peer_addr_of(&self, id: u64) -> Option<String> {
+    pub(super) fn peer_addr_of(&self, id: u64) -> Option<String> {
         let members = self.inner.observed.members.read().expect("members lock");
         members.get(&id).and_then(|(a, _)| a.peer_addrs.first().cloned())
     }
