@@ -163,8 +163,10 @@ impl Node {
     }
 
     /// The read index, taken now, if the chosen follower still votes for this leader
-    /// after it was taken. A follower that fails to answer is not asked again for a
-    /// second, so a down follower costs the rounds one short wait, not one each.
+    /// after it was taken. A follower that says no or fails to answer (within a heartbeat
+    /// interval) is not asked again for a second, so a down follower, or one whose vote
+    /// is not yet committed after an election, costs the rounds one extra call, not one
+    /// each. A leader round takes at most that interval longer than a heartbeat round.
     async fn index_a_follower_vouches_for(&self, raft: &crate::raft::Raft) -> Option<u64> {
         let now = Instant::now();
         if self.inner.vouch_pause_until.lock().expect("vouch pause").is_some_and(|t| now < t) {
@@ -174,17 +176,17 @@ impl Node {
         let voucher = super::read_index::voucher(raft, me)?;
         let addr = self.peer_addr_of(voucher)?;
         let v = super::read_index::vouched_read_index(raft, me, voucher).await.ok()??;
-        let ask = ForwardRequest::Vouch { term: v.term, leader: v.leader };
+        let ask = ForwardRequest::Vouch { voucher, term: v.term, leader: v.leader };
         let wait = std::time::Duration::from_millis(self.inner.config.heartbeat_interval_ms.max(20));
         match self.send_forward(&addr, &ask, wait).await {
             Ok(ForwardReply::Vouches(true)) => {
                 self.inner.forward_stats.leader_vouched_rounds.fetch_add(1, Ordering::Relaxed);
                 Some(v.index)
             }
-            // Its vote moved on: leadership is in question, and a heartbeat round decides.
-            Ok(_) => None,
-            Err(e) => {
-                tracing::debug!(voucher, error = ?e, "a follower did not vouch; heartbeat rounds for a second");
+            // No, or no answer: its vote moved on (leadership is in question) or it is
+            // out of reach; heartbeat rounds decide for a second.
+            other => {
+                tracing::debug!(voucher, answer = ?other, "a follower did not vouch; heartbeat rounds for a second");
                 *self.inner.vouch_pause_until.lock().expect("vouch pause") =
                     Some(now + std::time::Duration::from_secs(1));
                 None
@@ -196,7 +198,15 @@ impl Node {
     /// (see `read_index.rs`); a full leadership round on the leader when it cannot.
     async fn vouched_read_index_from_leader(&self, timeout: std::time::Duration) -> Result<u64> {
         let voter = self.inner.member_id;
-        match self.to_leader(ForwardRequest::VouchedReadIndex { voter }, timeout).await? {
+        let reply = match self.to_leader(ForwardRequest::VouchedReadIndex { voter }, timeout).await {
+            // A leader of an older version cannot decode the request: ask the way it
+            // understands.
+            Err(e) if super::forward::is_undecodable_request(&e) => {
+                return Box::pin(self.read_index_from_leader(timeout)).await
+            }
+            other => other?,
+        };
+        match reply {
             ForwardReply::ReadIndex(index) => Ok(index),
             ForwardReply::VouchedReadIndex { index, term, leader } => {
                 let v = super::read_index::Vouched { index, term, leader };

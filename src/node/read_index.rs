@@ -46,8 +46,15 @@
 //! read index, then asks one follower that can vouch ([`voucher`]) whether it still holds
 //! the committed vote for this leader id (one peer call and one Raft-core query there,
 //! instead of heartbeats to every follower and their acknowledgements through three
-//! cores). A "no" falls back to a heartbeat round; a follower that does not answer within
-//! a heartbeat interval is not asked again for a second.
+//! cores). The request names the follower asked, and any other node that receives it
+//! (the leader's address table was stale) says no. A "no", or no answer within a
+//! heartbeat interval, falls back to a heartbeat round, and no follower is asked again
+//! for a second.
+//!
+//! Neither side waits inside openraft for a quorum acknowledgement: a leader that no
+//! quorum has acknowledged within its leader lease answers with the full round, which is
+//! bounded by the request timeout. A node of an older version, which cannot decode a
+//! vouched request, is asked the old way.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -173,9 +180,10 @@ pub(crate) fn pair_is_quorum(joint: &[BTreeSet<u64>], a: u64, b: u64) -> bool {
 /// membership is changing), and the caller runs a full round instead. Fails with
 /// `NotLeader` when this node does not lead.
 ///
-/// openraft answers at once while a quorum has acknowledged this leader within its
-/// leader lease (and otherwise after a heartbeat round); the answer's safety rests on the
-/// follower's check of its vote, not on that lease.
+/// openraft answers at once; `None` too when no quorum has acknowledged this leader within
+/// its leader lease (a follower's vote could still prove it, but a leader that has lost
+/// touch with its quorum is better served by the full round). The answer's safety rests
+/// on the follower's check of its vote, not on that lease.
 pub(crate) async fn vouched_read_index(raft: &Raft, me: u64, voter: u64) -> Result<Option<Vouched>> {
     let can_vouch = {
         let metrics = raft.metrics();
@@ -186,7 +194,11 @@ pub(crate) async fn vouched_read_index(raft: &Raft, me: u64, voter: u64) -> Resu
     if !can_vouch {
         return Ok(None);
     }
-    match raft.get_read_linearizer(LinearizerOption::new(None, true)).await {
+    // No wait: the index is taken at once, and a leader whose quorum has not acknowledged
+    // it within its lease is answered `None`, so the caller's full round (bounded by the
+    // request timeout) decides instead of this call waiting as well.
+    let at_once = LinearizerOption::new(None, false).with_wait_timeout(Duration::ZERO);
+    match raft.get_read_linearizer(at_once).await {
         Ok(lin) => {
             let log_id = lin.read_log_id();
             let leader = log_id.committed_leader_id();
@@ -332,6 +344,17 @@ mod tests {
         };
         nodes[0].put(crate::mvcc::PutRequest::new("k", "v")).await.unwrap();
         let raft = |n: &Node| n.running().unwrap().raft.clone();
+        // A leader answers `None` until a quorum has acknowledged it (just elected).
+        async fn vouched_soon(leader: &Raft, me: u64, voter: u64) -> Vouched {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(v) = vouched_read_index(leader, me, voter).await.unwrap() {
+                    return v;
+                }
+                assert!(std::time::Instant::now() < deadline, "the leader never answered");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         async fn v_term(r: &Raft) -> u64 {
             r.with_raft_state(|st| st.vote_ref().leader_id().term).await.unwrap()
         }
@@ -342,10 +365,15 @@ mod tests {
         let chosen = voucher(&raft(l), l.id()).expect("a 3-voter leader has a voucher");
         assert!(chosen == f.id() || chosen == g.id(), "the voucher is a follower, not {chosen}");
         assert!(votes_for(&raft(f), v_term(&raft(l)).await, leader).await.unwrap());
-        let v = vouched_read_index(&raft(l), l.id(), f.id()).await.unwrap().expect("a 3-voter pair vouches");
+        let v = vouched_soon(&raft(l), l.id(), f.id()).await;
         assert_eq!(v.leader, leader);
         assert!(v.index >= l.applied_index(), "the index covers what the leader applied");
         assert!(still_vouches(&raft(f), &v).await.unwrap(), "the follower's vote is the leader's");
+        // Asked as the voucher it is, f says yes; asked for another member (a stale
+        // address), it says no.
+        use crate::node::forward::ForwardReply;
+        assert!(matches!(f.vouch(f.id(), v.term, v.leader).await, Ok(ForwardReply::Vouches(true))));
+        assert!(matches!(f.vouch(g.id(), v.term, v.leader).await, Ok(ForwardReply::Vouches(false))));
         assert!(vouched_read_index(&raft(l), l.id(), l.id()).await.unwrap().is_none(), "no vouching for oneself");
         let from_follower = vouched_read_index(&raft(f), f.id(), g.id()).await;
         assert!(!matches!(from_follower, Ok(Some(_))), "a follower answered as leader: {from_follower:?}");
@@ -359,7 +387,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(!still_vouches(&raft(f), &v).await.unwrap(), "a vote for a later leader refuses the old index");
-        let v2 = vouched_read_index(&raft(g), g.id(), f.id()).await.unwrap().unwrap();
+        let v2 = vouched_soon(&raft(g), g.id(), f.id()).await;
         assert!(v2.term > v.term && v2.leader == g.id());
         assert!(still_vouches(&raft(f), &v2).await.unwrap());
         // The old leader's own rounds: f no longer votes for it.
