@@ -102,12 +102,8 @@ pub(crate) enum ForwardReply {
     /// Each write's answer, in order (outer error: not proposed, or no answer from Raft).
     WriteBatch(Vec<super::propose::Answer>),
     /// A read index taken without a round, valid once the follower vouches for the
-    /// leader id (`term`, `leader`).
-    VouchedReadIndex {
-        index: u64,
-        term: u64,
-        leader: u64,
-    },
+    /// leader id it names.
+    VouchedReadIndex(super::read_index::Vouched),
     /// The answer to `Vouch`.
     Vouches(bool),
 }
@@ -230,9 +226,7 @@ impl Node {
                     // Boxed: once per follower round, and Raft's read future is large.
                     let vouched = Box::pin(super::read_index::vouched_read_index(&raft, self.inner.member_id, voter));
                     match vouched.await? {
-                        Some(v) => {
-                            Ok(ForwardReply::VouchedReadIndex { index: v.index, term: v.term, leader: v.leader })
-                        }
+                        Some(v) => Ok(ForwardReply::VouchedReadIndex(v)),
                         None => Ok(ForwardReply::ReadIndex(self.local_read_index(raft.clone(), timeout).await?)),
                     }
                 }

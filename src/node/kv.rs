@@ -175,7 +175,7 @@ impl Node {
         let me = self.inner.member_id;
         let voucher = super::read_index::voucher(raft, me)?;
         let addr = self.peer_addr_of(voucher)?;
-        let v = super::read_index::vouched_read_index(raft, me, voucher).await.ok()??;
+        let v = super::read_index::read_index_at_once(raft).await.ok()??;
         let ask = ForwardRequest::Vouch { voucher, term: v.term, leader: v.leader };
         let wait = std::time::Duration::from_millis(self.inner.config.heartbeat_interval_ms.max(20));
         match self.send_forward(&addr, &ask, wait).await {
@@ -208,12 +208,13 @@ impl Node {
         };
         match reply {
             ForwardReply::ReadIndex(index) => Ok(index),
-            ForwardReply::VouchedReadIndex { index, term, leader } => {
-                let v = super::read_index::Vouched { index, term, leader };
+            ForwardReply::VouchedReadIndex(v) => {
+                // Step 3 in `read_index.rs`: our vote, asked now, must still be for the
+                // leader that answered.
                 let raft = self.running()?.raft.clone();
-                if super::read_index::still_vouches(&raft, &v).await? {
+                if super::read_index::votes_for(&raft, v.term, v.leader).await? {
                     self.inner.forward_stats.vouched_rounds.fetch_add(1, Ordering::Relaxed);
-                    Ok(index)
+                    Ok(v.index)
                 } else {
                     // Our vote moved on while the leader answered: no proof; a full round.
                     Box::pin(self.read_index_from_leader(timeout)).await

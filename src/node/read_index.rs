@@ -56,11 +56,10 @@
 //! bounded by the request timeout. A node of an older version, which cannot decode a
 //! vouched request, is asked the old way.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::collections::BTreeSet;
 
 use openraft::errors::{LinearizableReadError, RaftError};
 use openraft::type_config::async_runtime::WatchReceiver;
@@ -159,7 +158,7 @@ pub(crate) async fn leader_round(raft: Raft, timeout: Duration) -> Result<u64> {
 
 /// A read index a follower vouches for (see the module docs): the index and the leader
 /// id (term, node) it was taken under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Vouched {
     pub index: u64,
     pub term: u64,
@@ -175,28 +174,32 @@ pub(crate) fn pair_is_quorum(joint: &[BTreeSet<u64>], a: u64, b: u64) -> bool {
         && joint.iter().all(|voters| voters.contains(&b) && 2 * (1 + usize::from(voters.contains(&a))) > voters.len())
 }
 
+/// Whether `voter` can vouch for the leader `me` (see the module docs): `me`'s membership,
+/// as its metrics show it, is committed, and the two are a quorum of its every
+/// configuration.
+fn can_vouch(m: &openraft::RaftMetrics<crate::raft::TypeConfig>, me: u64, voter: u64) -> bool {
+    m.membership_config.log_id() == m.committed_membership_config.log_id()
+        && pair_is_quorum(m.membership_config.membership().get_joint_config(), me, voter)
+}
+
 /// The leader's side of a vouched read index for the follower `voter`: `Ok(None)` when
-/// that follower cannot vouch (the pair is no quorum of the committed membership, or the
-/// membership is changing), and the caller runs a full round instead. Fails with
-/// `NotLeader` when this node does not lead.
-///
-/// openraft answers at once; `None` too when no quorum has acknowledged this leader within
-/// its leader lease (a follower's vote could still prove it, but a leader that has lost
-/// touch with its quorum is better served by the full round). The answer's safety rests
-/// on the follower's check of its vote, not on that lease.
+/// that follower cannot vouch ([`can_vouch`]), or [`read_index_at_once`] has none; the
+/// caller then runs a full round. Fails with `NotLeader` when this node does not lead.
 pub(crate) async fn vouched_read_index(raft: &Raft, me: u64, voter: u64) -> Result<Option<Vouched>> {
-    let can_vouch = {
-        let metrics = raft.metrics();
-        let m = metrics.borrow_watched();
-        m.membership_config.log_id() == m.committed_membership_config.log_id()
-            && pair_is_quorum(m.membership_config.membership().get_joint_config(), me, voter)
-    };
-    if !can_vouch {
+    if !can_vouch(&raft.metrics().borrow_watched(), me, voter) {
         return Ok(None);
     }
-    // No wait: the index is taken at once, and a leader whose quorum has not acknowledged
-    // it within its lease is answered `None`, so the caller's full round (bounded by the
-    // request timeout) decides instead of this call waiting as well.
+    read_index_at_once(raft).await
+}
+
+/// This leader's read index and leader id, taken now, for a follower to vouch for.
+///
+/// openraft answers at once; `None` when no quorum has acknowledged this leader within its
+/// leader lease (a follower's vote could still prove it, but a leader that has lost touch
+/// with its quorum is better served by the full round, which is bounded by the request
+/// timeout). The answer's safety rests on the follower's check of its vote, not on that
+/// lease. Fails with `NotLeader` when this node does not lead.
+pub(crate) async fn read_index_at_once(raft: &Raft) -> Result<Option<Vouched>> {
     let at_once = LinearizerOption::new(None, false).with_wait_timeout(Duration::ZERO);
     match raft.get_read_linearizer(at_once).await {
         Ok(lin) => {
@@ -207,35 +210,23 @@ pub(crate) async fn vouched_read_index(raft: &Raft, me: u64, voter: u64) -> Resu
         Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
             Err(Error::NotLeader { leader: f.leader_id })
         }
-        // No quorum acknowledged within the lease: let the full round wait for one.
         Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => Ok(None),
         Err(RaftError::Fatal(f)) => Err(Error::Fatal(f.to_string())),
     }
 }
 
 /// The follower the leader `me` asks to vouch for its own rounds (see the module docs):
-/// of the voters that make a quorum with it in every configuration of its committed
-/// membership, the one whose replication has reached furthest (most likely up and near).
-/// `None` when there is none, or the membership is changing.
+/// of the voters that [`can_vouch`], the one whose replication has reached furthest (most
+/// likely up and near). `None` when there is none.
 pub(crate) fn voucher(raft: &Raft, me: u64) -> Option<u64> {
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
-    if m.membership_config.log_id() != m.committed_membership_config.log_id() {
-        return None;
-    }
-    let joint = m.membership_config.membership().get_joint_config();
     let matched = |id: &u64| m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map(|l| l.index);
     m.membership_config
         .membership()
         .voter_ids()
-        .filter(|id| pair_is_quorum(joint, me, *id))
+        .filter(|id| can_vouch(&m, me, *id))
         .max_by_key(|id| (matched(id), std::cmp::Reverse(*id)))
-}
-
-/// The follower's check (step 3 in the module docs): whether this node's vote, asked of
-/// its Raft core now, is the committed vote for the leader that answered `v`.
-pub(crate) async fn still_vouches(raft: &Raft, v: &Vouched) -> Result<bool> {
-    votes_for(raft, v.term, v.leader).await
 }
 
 /// Whether this node's vote, asked of its Raft core now, is the committed vote for the
@@ -368,7 +359,7 @@ mod tests {
         let v = vouched_soon(&raft(l), l.id(), f.id()).await;
         assert_eq!(v.leader, leader);
         assert!(v.index >= l.applied_index(), "the index covers what the leader applied");
-        assert!(still_vouches(&raft(f), &v).await.unwrap(), "the follower's vote is the leader's");
+        assert!(votes_for(&raft(f), v.term, v.leader).await.unwrap(), "the follower's vote is the leader's");
         // Asked as the voucher it is, f says yes; asked for another member (a stale
         // address), it says no.
         use crate::node::forward::ForwardReply;
@@ -386,10 +377,13 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "f never followed g");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(!still_vouches(&raft(f), &v).await.unwrap(), "a vote for a later leader refuses the old index");
+        assert!(
+            !votes_for(&raft(f), v.term, v.leader).await.unwrap(),
+            "a vote for a later leader refuses the old index"
+        );
         let v2 = vouched_soon(&raft(g), g.id(), f.id()).await;
         assert!(v2.term > v.term && v2.leader == g.id());
-        assert!(still_vouches(&raft(f), &v2).await.unwrap());
+        assert!(votes_for(&raft(f), v2.term, v2.leader).await.unwrap());
         // The old leader's own rounds: f no longer votes for it.
         assert!(!votes_for(&raft(f), v.term, v.leader).await.unwrap());
         // The new leader's reads are confirmed by a follower's vote, not a heartbeat round.
