@@ -91,8 +91,16 @@ async fn lagging_follower_catches_up_by_snapshot() {
     let nodes = start_configs(configs.clone()).await;
     let leader = wait_for_leader(&nodes, Duration::from_secs(10)).await;
     let fi = (0..3).find(|i| nodes[*i].id() != leader).unwrap();
+    // A key the follower knows and that is deleted while it is down: its key index,
+    // rebuilt from the installed snapshot, must forget it.
+    nodes[0].put(PutRequest::new("gone", "1")).await.unwrap();
+    eventually("follower applies 'gone'", Duration::from_secs(10), || {
+        nodes[fi].range_local(&RangeRequest::key("gone")).map(|r| r.count).unwrap_or(0) == 1
+    })
+    .await;
     nodes[fi].stop().await.unwrap();
     let live: Vec<&Node> = nodes.iter().filter(|n| n.is_running()).collect();
+    live[0].delete_range(DeleteRangeRequest::key("gone")).await.unwrap();
     for j in 0..400 {
         live[j % 2].put(PutRequest::new(format!("s{j:04}"), vec![b'x'; 100])).await.unwrap();
     }
@@ -111,6 +119,15 @@ async fn lagging_follower_catches_up_by_snapshot() {
     let s = follower.status().unwrap();
     let leader_rev = live[0].status().unwrap().revision;
     assert_eq!(s.revision, leader_rev);
+    // Writes applied after the install build on the installed versions, as the others'.
+    live[0].put(PutRequest::new("s0000", "again")).await.unwrap();
+    live[0].put(PutRequest::new("gone", "back")).await.unwrap();
+    let local = |n: &Node| -> Vec<KeyValue> {
+        ["gone", "s0000"].iter().flat_map(|k| n.range_local(&RangeRequest::key(*k)).unwrap().kvs).collect()
+    };
+    let expect = local(live[0]);
+    assert_eq!(expect.iter().map(|kv| kv.version).collect::<Vec<_>>(), [1, 2]);
+    eventually("follower applies the new writes", Duration::from_secs(10), || local(&follower) == expect).await;
     follower.stop().await.unwrap();
     stop_all(live).await;
 }

@@ -288,6 +288,43 @@ async fn data_survives_restart_and_dir_is_locked() {
     n.stop().await.unwrap();
 }
 
+/// A put that asks for no previous value takes the key's versions and lease from the
+/// applier's in-memory key index, which a restart rebuilds from disk: versions, create
+/// revisions and leases carry on across it as they would without the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_versions_carry_on_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::single_config(dir.path(), "solo");
+    let n = Node::start(cfg.clone()).await.unwrap();
+    let lease = n.lease_grant(LeaseGrantRequest { ttl: 600, id: 0 }).await.unwrap().id;
+    n.put(PutRequest::new("a", "1")).await.unwrap();
+    let created = n.put(PutRequest { lease, ..PutRequest::new("a", "2") }).await.unwrap().header.revision - 1;
+    n.put(PutRequest::new("gone", "1")).await.unwrap();
+    n.delete_range(DeleteRangeRequest::key("gone")).await.unwrap();
+    n.stop().await.unwrap();
+
+    let n = Node::start(cfg).await.unwrap();
+    let put = n.put(PutRequest { ignore_lease: true, ..PutRequest::new("a", "3") }).await.unwrap();
+    n.put(PutRequest::new("gone", "back")).await.unwrap();
+    let a = n.get("a").await.unwrap().unwrap();
+    assert_eq!((a.version, a.create_revision, a.mod_revision, a.lease), (3, created, put.header.revision, lease));
+    let gone = n.get("gone").await.unwrap().unwrap();
+    assert_eq!((gone.version, gone.create_revision), (1, gone.mod_revision), "a deleted key starts over");
+    // Compares read the same index.
+    let cas = |target| TxnRequest {
+        compare: vec![Compare::new("a", CompareResult::Equal, target)],
+        success: vec![RequestOp::Put(PutRequest { ignore_lease: true, ..PutRequest::new("a", "4") })],
+        ..Default::default()
+    };
+    assert!(n.txn(cas(CompareTarget::Version(3))).await.unwrap().succeeded);
+    assert!(n.txn(cas(CompareTarget::Create(created))).await.unwrap().succeeded);
+    assert!(!n.txn(cas(CompareTarget::Lease(0))).await.unwrap().succeeded);
+    // The lease still holds the key, so revoking it deletes the key.
+    n.lease_revoke(lease).await.unwrap();
+    assert_eq!(n.get("a").await.unwrap(), None);
+    n.stop().await.unwrap();
+}
+
 /// The futures of the hot calls stay small. The etcd server boxes one per request and
 /// callers move them, so their size is allocated and copied on every read and write.
 /// Before the rare paths (membership changes, gRPC forwarding, Raft's apply wait) were

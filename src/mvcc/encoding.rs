@@ -27,6 +27,15 @@ pub(crate) struct LiveRecord {
 }
 
 impl LiveRecord {
+    pub fn meta(&self) -> KeyMeta {
+        KeyMeta {
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            lease: self.lease,
+        }
+    }
+
     pub fn to_key_value(&self, key: &[u8], keys_only: bool) -> KeyValue {
         KeyValue {
             key: key.to_vec(),
@@ -36,6 +45,27 @@ impl LiveRecord {
             value: if keys_only { Vec::new() } else { self.value.clone() },
             lease: self.lease,
         }
+    }
+}
+
+/// A live key's revisions and lease without its value: what applying a write needs to
+/// know of the key's previous state unless the value itself is asked for. The applier
+/// keeps one per live key in memory (see `MvccStore::index`), as etcd keeps its key index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) struct KeyMeta {
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+}
+
+impl KeyMeta {
+    /// Reads the leading fields of an encoded [`LiveRecord`] (postcard writes the fields
+    /// in declaration order, and these four come first), without copying the value.
+    pub fn of_encoded_live(bytes: &[u8]) -> Result<Self> {
+        postcard::take_from_bytes(bytes)
+            .map(|(meta, _value)| meta)
+            .map_err(|e| Error::Storage(format!("corrupt kv record: {e}")))
     }
 }
 
@@ -222,6 +252,16 @@ mod tests {
         let bytes = encode_into(&HistRecordRef::from_live(None), &mut buf).to_vec();
         assert_eq!(decode::<HistRecord>(&bytes, "hist").unwrap(), HistRecord { live: None });
         assert_eq!(encode_into(&live, &mut buf), &encode(&live)[..]);
+    }
+
+    #[test]
+    fn key_meta_reads_the_head_of_a_live_record() {
+        let live =
+            LiveRecord { create_revision: 3, mod_revision: -9, version: 1 << 40, lease: 77, value: vec![7; 300] };
+        assert_eq!(KeyMeta::of_encoded_live(&encode(&live)).unwrap(), live.meta());
+        let empty = LiveRecord { value: Vec::new(), ..live.clone() };
+        assert_eq!(KeyMeta::of_encoded_live(&encode(&empty)).unwrap(), live.meta());
+        assert!(matches!(KeyMeta::of_encoded_live(&[0x80]), Err(Error::Storage(_))));
     }
 
     #[test]

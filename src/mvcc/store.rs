@@ -5,16 +5,17 @@
 //! a read sees either all or none of one apply batch, and the revision it reports is
 //! exactly the revision of the data it read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use fjall::{Database, Keyspace, Readable};
 
 use crate::error::{Error, Result};
 use crate::mvcc::encoding::{
     decode, encode, encode_into, hist_key, hist_key_into, hist_prefix, rev_key, split_hist_key, HistRecord,
-    HistRecordRef, LiveRecord,
+    HistRecordRef, KeyMeta, LiveRecord,
 };
 use crate::mvcc::leases::{LeaseChange, LeaseRecord};
 use crate::mvcc::types::*;
@@ -108,6 +109,12 @@ pub struct MvccStore {
     pub(super) seq: AtomicU64,
     revision: AtomicI64,
     compact_revision: AtomicI64,
+    /// Every live key's [`KeyMeta`], as committed: a put whose response needs no previous
+    /// value finds the key's create revision, version and lease here instead of reading
+    /// the `kv` keyspace (etcd's in-memory key index plays the same part). Only the apply
+    /// loop uses it, updated after each committed batch and rebuilt from `kv` on open and
+    /// after a snapshot install; about 70 bytes plus the key per live key.
+    index: Mutex<HashMap<Box<[u8]>, KeyMeta>>,
 }
 
 impl MvccStore {
@@ -120,8 +127,9 @@ impl MvccStore {
             seq: AtomicU64::new(0),
             revision: AtomicI64::new(1),
             compact_revision: AtomicI64::new(0),
+            index: Mutex::new(HashMap::new()),
         };
-        store.reload_counters()?;
+        store.reload()?;
         // A crash may have cut a compaction's physical deletion short; finish it (when
         // it is complete this is one empty range scan).
         let compact = store.compact_revision();
@@ -136,8 +144,9 @@ impl MvccStore {
         Ok(self.consistent(|| Ok(self.db.snapshot()))?.0)
     }
 
-    /// Re-reads the revision counters from disk (after open or a snapshot install).
-    pub(crate) fn reload_counters(&self) -> Result<()> {
+    /// Re-reads the revision counters and rebuilds the key index from disk (after open or
+    /// a snapshot install).
+    pub(crate) fn reload(&self) -> Result<()> {
         let read = |k: &[u8], default: i64| -> Result<i64> {
             Ok(match self.ks.meta.get(k)? {
                 Some(v) => decode(&v, "revision")?,
@@ -146,7 +155,19 @@ impl MvccStore {
         };
         self.revision.store(read(META_REVISION, 1)?, Ordering::Release);
         self.compact_revision.store(read(META_COMPACT, 0)?, Ordering::Release);
+        let mut index = HashMap::new();
+        for g in self.ks.kv.iter() {
+            let (k, v) = g.into_inner()?;
+            index.insert(Box::<[u8]>::from(&*k), KeyMeta::of_encoded_live(&v)?);
+        }
+        *self.index() = index;
         Ok(())
+    }
+
+    fn index(&self) -> MutexGuard<'_, HashMap<Box<[u8]>, KeyMeta>> {
+        // A panic elsewhere while holding it cannot leave it half-updated: every update
+        // is a single insert or remove.
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn keyspaces(&self) -> &MvccKeyspaces {
@@ -331,6 +352,15 @@ pub(crate) trait View {
     fn scan_live(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool) -> Result<()>;
     /// The hist keyspace as seen by this view, over `bounds`.
     fn scan_hist(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool) -> Result<()>;
+    /// One live key's revisions and lease at the current revision.
+    fn key_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>> {
+        let mut meta = None;
+        self.scan_live(&KeyRange::Single(key.to_vec()), &mut |_, rec| {
+            meta = Some(rec.meta());
+            false
+        })?;
+        Ok(meta)
+    }
 }
 
 /// A consistent snapshot of the store for reads.
@@ -502,6 +532,10 @@ pub(crate) fn compares_hold(view: &dyn View, compares: &[Compare]) -> Result<boo
 }
 
 fn compare_holds(view: &dyn View, c: &Compare) -> Result<bool> {
+    if c.range_end.is_empty() && !matches!(c.target, CompareTarget::Value(_)) {
+        // The common compare-and-swap: one key's version or revision, no value needed.
+        return Ok(compare_fields(c, view.key_meta(&c.key)?, None));
+    }
     let range = KeyRange::new(&c.key, &c.range_end);
     let mut any = false;
     let mut all = true;
@@ -517,13 +551,19 @@ fn compare_holds(view: &dyn View, c: &Compare) -> Result<bool> {
 }
 
 fn compare_one(c: &Compare, rec: Option<&LiveRecord>) -> bool {
+    compare_fields(c, rec.map(LiveRecord::meta), rec.map(|r| r.value.as_slice()))
+}
+
+/// `c` against a key's fields (`meta` `None`: no such key, every field 0); `value` is
+/// read only by a value compare.
+fn compare_fields(c: &Compare, meta: Option<KeyMeta>, value: Option<&[u8]>) -> bool {
     use std::cmp::Ordering as O;
     let ord = match &c.target {
-        CompareTarget::Version(v) => rec.map_or(0, |r| r.version).cmp(v),
-        CompareTarget::Create(v) => rec.map_or(0, |r| r.create_revision).cmp(v),
-        CompareTarget::Mod(v) => rec.map_or(0, |r| r.mod_revision).cmp(v),
-        CompareTarget::Lease(v) => rec.map_or(0, |r| r.lease).cmp(v),
-        CompareTarget::Value(v) => rec.map_or(&[][..], |r| r.value.as_slice()).cmp(v.as_slice()),
+        CompareTarget::Version(v) => meta.map_or(0, |m| m.version).cmp(v),
+        CompareTarget::Create(v) => meta.map_or(0, |m| m.create_revision).cmp(v),
+        CompareTarget::Mod(v) => meta.map_or(0, |m| m.mod_revision).cmp(v),
+        CompareTarget::Lease(v) => meta.map_or(0, |m| m.lease).cmp(v),
+        CompareTarget::Value(v) => value.unwrap_or_default().cmp(v.as_slice()),
     };
     match c.result {
         CompareResult::Equal => ord == O::Equal,
@@ -672,6 +712,10 @@ impl View for Applier<'_> {
         }
         visit_hist(self.store.ks.hist.range(range.hist_bounds()), f)
     }
+
+    fn key_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>> {
+        Ok(self.live_meta(key))
+    }
 }
 
 impl Applier<'_> {
@@ -682,6 +726,14 @@ impl Applier<'_> {
         match self.store.ks.kv.get(key)? {
             Some(v) => Ok(Some(decode(&v, "kv")?)),
             None => Ok(None),
+        }
+    }
+
+    /// `key`'s revisions and lease, from this batch's writes or the committed key index.
+    fn live_meta(&self, key: &[u8]) -> Option<KeyMeta> {
+        match self.overlay.get(key) {
+            Some(v) => v.as_ref().map(LiveRecord::meta),
+            None => self.store.index().get(key).copied(),
         }
     }
 
@@ -787,7 +839,15 @@ impl Applier<'_> {
         }
         let batch = std::mem::replace(&mut self.batch, self.store.db.batch());
         self.store.commit_batch(batch, self.revision, self.compact)?;
-        self.overlay.clear();
+        if !self.overlay.is_empty() {
+            let mut index = self.store.index();
+            for (key, rec) in std::mem::take(&mut self.overlay) {
+                match rec {
+                    Some(r) => index.insert(key.into_boxed_slice(), r.meta()),
+                    None => index.remove(key.as_slice()),
+                };
+            }
+        }
         self.lease_overlay.clear();
         self.writes = 0;
         Ok(())
@@ -817,9 +877,19 @@ impl Applier<'_> {
         Ok(AppliedBatch { events: self.events.take(), lease_changes: std::mem::take(&mut self.lease_changes) })
     }
 
-    /// Writes the new state of `key` (`None`: deleted) at `revision`; `prev` is its state
-    /// before (kept up to date in the lease index and reported to watchers).
-    fn write_live(&mut self, key: &[u8], rec: Option<LiveRecord>, prev: Option<&LiveRecord>, revision: i64, sub: u32) {
+    /// Writes the new state of `key` (`None`: deleted) at `revision`. `prev_lease` is the
+    /// lease it had before (0: none), kept up to date in the lease index; `prev` is its
+    /// state before, reported to watchers, and must be given when this batch collects
+    /// events.
+    fn write_live(
+        &mut self,
+        key: &[u8],
+        rec: Option<LiveRecord>,
+        prev_lease: i64,
+        prev: Option<&LiveRecord>,
+        revision: i64,
+        sub: u32,
+    ) {
         // Keys and values go into the batch as slices of reused buffers: fjall copies
         // them once (short ones inline), so no `Vec` is allocated per record.
         let ks = &self.store.ks;
@@ -830,9 +900,9 @@ impl Applier<'_> {
         let hist = encode_into(&HistRecordRef::from_live(rec.as_ref()), &mut self.value_buf);
         self.batch.insert(&ks.hist, hist_key_into(key, revision, &mut self.key_buf), hist);
         self.batch.insert(&ks.revs, rev_key(revision, sub), key);
-        let (old_lease, new_lease) = (prev.map_or(0, |p| p.lease), rec.as_ref().map_or(0, |r| r.lease));
-        if old_lease != new_lease {
-            self.update_lease_index(key, old_lease, new_lease);
+        let new_lease = rec.as_ref().map_or(0, |r| r.lease);
+        if prev_lease != new_lease {
+            self.update_lease_index(key, prev_lease, new_lease);
         }
         if let Some(events) = &mut self.events {
             let after = rec.as_ref().map(|r| r.to_key_value(key, false));
@@ -888,6 +958,9 @@ impl TxnWrite {
     }
 
     fn put(&mut self, a: &mut Applier<'_>, p: &PutRequest) -> Result<PutResponse> {
+        if !(p.prev_kv || p.ignore_value || a.events.is_some()) {
+            return Ok(self.put_blind(a, p));
+        }
         let prev = a.live(&p.key)?;
         let value =
             if p.ignore_value { prev.as_ref().map(|r| r.value.clone()).unwrap_or_default() } else { p.value.clone() };
@@ -899,12 +972,29 @@ impl TxnWrite {
             lease,
             value,
         };
-        a.write_live(&p.key, Some(rec), prev.as_ref(), self.revision, self.sub);
+        a.write_live(&p.key, Some(rec), prev.as_ref().map_or(0, |r| r.lease), prev.as_ref(), self.revision, self.sub);
         self.sub += 1;
         Ok(PutResponse {
             header: header_at(self.revision),
             prev_kv: if p.prev_kv { prev.map(|r| r.to_key_value(&p.key, false)) } else { None },
         })
+    }
+
+    /// A put that needs nothing of the key's previous value (no `prev_kv`, no
+    /// `ignore_value`, no watcher to tell): the previous state comes from the key index,
+    /// so the apply reads nothing from disk.
+    fn put_blind(&mut self, a: &mut Applier<'_>, p: &PutRequest) -> PutResponse {
+        let prev = a.live_meta(&p.key);
+        let rec = LiveRecord {
+            create_revision: prev.map_or(self.revision, |m| m.create_revision),
+            mod_revision: self.revision,
+            version: prev.map_or(0, |m| m.version) + 1,
+            lease: if p.ignore_lease { prev.map_or(0, |m| m.lease) } else { p.lease },
+            value: p.value.clone(),
+        };
+        a.write_live(&p.key, Some(rec), prev.map_or(0, |m| m.lease), None, self.revision, self.sub);
+        self.sub += 1;
+        PutResponse { header: header_at(self.revision), prev_kv: None }
     }
 
     pub(super) fn delete(&mut self, a: &mut Applier<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
@@ -915,7 +1005,7 @@ impl TxnWrite {
             true
         })?;
         for (k, prev) in &victims {
-            a.write_live(k, None, Some(prev), self.revision, self.sub);
+            a.write_live(k, None, prev.lease, Some(prev), self.revision, self.sub);
             self.sub += 1;
         }
         let revision = if self.sub > 0 { self.revision } else { a.revision };

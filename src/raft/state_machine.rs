@@ -88,7 +88,7 @@ impl StateMachine {
         inner.snap_meta.insert(KEY_INSTALLING, path.to_string_lossy().as_bytes()).map_err(io_err)?;
         inner.store.db().persist(PersistMode::SyncData).map_err(io_err)?;
         snapshot::load(path, inner.store.db(), inner.store.keyspaces())?;
-        inner.store.reload_counters().map_err(io_err)?;
+        inner.store.reload().map_err(io_err)?;
         let mut batch = inner.store.db().batch();
         batch.insert(&inner.snap_meta, KEY_CURRENT, path.to_string_lossy().as_bytes());
         batch.remove(&inner.snap_meta, KEY_INSTALLING);
