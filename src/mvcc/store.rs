@@ -113,7 +113,8 @@ pub struct MvccStore {
     /// value finds the key's create revision, version and lease here instead of reading
     /// the `kv` keyspace (etcd's in-memory key index plays the same part). Only the apply
     /// loop uses it, updated after each committed batch and rebuilt from `kv` on open and
-    /// after a snapshot install; about 70 bytes plus the key per live key.
+    /// after a snapshot install; 100–150 bytes per live key of up to 24 bytes (the table
+    /// and the boxed key), the longer keys' extra bytes on top.
     index: Mutex<HashMap<Box<[u8]>, KeyMeta>>,
 }
 
@@ -165,8 +166,7 @@ impl MvccStore {
     }
 
     fn index(&self) -> MutexGuard<'_, HashMap<Box<[u8]>, KeyMeta>> {
-        // A panic elsewhere while holding it cannot leave it half-updated: every update
-        // is a single insert or remove.
+        // Only inserts and removes run under the lock, and they do not panic.
         self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
