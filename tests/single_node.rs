@@ -347,3 +347,12 @@ async fn hot_request_futures_stay_small() {
     }
     n.stop().await.unwrap();
 }
+
+/// The workspace's .cargo/config.toml builds everything with `--cfg tokio_unstable`, which
+/// turns off the library runtime's LIFO slot (src/node/mod.rs, `shared_runtime`). A
+/// RUSTFLAGS variable replaces that setting; this fails when it did.
+#[test]
+#[allow(clippy::assertions_on_constants)] // constant per build, and the build is what is checked
+fn built_with_the_runtime_setting() {
+    assert!(cfg!(tokio_unstable), "build with --cfg tokio_unstable (see .cargo/config.toml)");
+}

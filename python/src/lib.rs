@@ -37,10 +37,18 @@ fn debug_build() -> bool {
     cfg!(debug_assertions)
 }
 
+/// Whether this module was built with `--cfg tokio_unstable` (the repository's
+/// .cargo/config.toml), so the library runtime runs without tokio's LIFO slot.
+#[pyfunction]
+fn runtime_without_lifo_slot() -> bool {
+    cfg!(tokio_unstable)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(debug_build, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime_without_lifo_slot, m)?)?;
     m.add_function(wrap_pyfunction!(bench::bench_rust, m)?)?;
     m.add_class::<node::PyNode>()?;
     m.add_class::<watch::PyWatch>()?;
