@@ -592,3 +592,50 @@ async fn follower_reads_stay_linearizable_while_leaders_change() {
     );
     stop_all(current.iter()).await;
 }
+
+/// The leader's heartbeats come from the node's own clock, not openraft's tick, which is off
+/// on the leader and slower on the others (`src/node/heartbeat.rs`). An idle cluster must still
+/// keep its leader and term: followers that missed heartbeats would elect within one election
+/// timeout (300–600 ms here). The same must hold under a leader elected later, and the
+/// followers' election timers must still fire when a leader dies without a hand-over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cluster_keeps_its_leader_and_a_dead_one_is_replaced() {
+    fn terms(nodes: &[&Node]) -> Vec<(u64, Option<u64>)> {
+        nodes.iter().map(|n| n.status().map(|s| (s.term, s.leader)).unwrap()).collect()
+    }
+    /// Waits until every member knows one leader other than `gone`, then checks that
+    /// nothing changes while the cluster idles.
+    async fn stays_put(nodes: &[&Node], gone: Option<u64>) -> u64 {
+        eventually("every member knows the leader", Duration::from_secs(5), || {
+            let t = terms(nodes);
+            t.iter().all(|x| x.1.is_some() && x.1 != gone && *x == t[0])
+        })
+        .await;
+        let before = terms(nodes);
+        // Ten minimum election timeouts with no writes: heartbeats alone must hold the leader.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(terms(nodes), before, "an idle cluster kept its term and leader");
+        before[0].1.unwrap()
+    }
+    let spec = ClusterSpec::new(3);
+    let nodes = start_cluster(&spec).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = stays_put(&all, None).await;
+    let li = leader_index(&nodes, leader);
+    let (term, _) = terms(&all)[0];
+    // No hand-over: the followers' election timers must notice and elect.
+    let t = Instant::now();
+    nodes[li].stop_abruptly().await.unwrap();
+    let rest: Vec<&Node> = nodes.iter().filter(|n| n.is_running()).collect();
+    let new_leader = stays_put(&rest, Some(leader)).await;
+    assert_ne!(new_leader, leader);
+    assert!(terms(&rest)[0].0 > term, "a new term");
+    eprintln!("re-election and 3 s idle took {:?}", t.elapsed());
+    // The new leader takes writes, and the old one rejoins as a follower of it.
+    rest[0].put(PutRequest::new("k", "v")).await.unwrap();
+    let restarted = Node::start(spec.config(li)).await.unwrap();
+    let again: Vec<&Node> = rest.iter().copied().chain([&restarted]).collect();
+    assert_eq!(stays_put(&again, None).await, new_leader);
+    assert_eq!(restarted.get("k").await.unwrap().unwrap().value, b"v");
+    stop_all(again).await;
+}

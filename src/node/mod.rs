@@ -9,6 +9,7 @@ mod config;
 mod datadir;
 mod forward;
 mod forward_writes;
+mod heartbeat;
 mod kv;
 mod lease;
 mod maintenance;
@@ -173,6 +174,8 @@ pub(crate) struct Running {
     peer_service: PeerService,
     server_task: Option<tokio::task::JoinHandle<()>>,
     watcher_task: tokio::task::JoinHandle<()>,
+    /// The leader's heartbeat clock (`heartbeat::drive`).
+    heartbeat_task: tokio::task::JoinHandle<()>,
     hub: Arc<WatchHub>,
     hub_task: tokio::task::JoinHandle<()>,
     proposer: Arc<propose::Proposer>,
@@ -355,7 +358,7 @@ impl Node {
         let sm = StateMachine::open(store.clone(), datadir::snapshot_dir(&cfg.data_dir), Some(observer))?;
         let raft_config = RaftConfig {
             cluster_name: "quorumkv".into(),
-            heartbeat_interval: cfg.heartbeat_interval_ms,
+            heartbeat_interval: heartbeat::raft_heartbeat_interval(cfg),
             election_timeout_min: cfg.election_timeout_ms,
             election_timeout_max: cfg.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold_entries),
@@ -416,6 +419,8 @@ impl Node {
             Some(tls) => spawn_peer_server(service, tls_incoming(incoming, tls.acceptor.clone()), stop),
         };
         let watcher_task = tokio::spawn(watch_metrics(Arc::downgrade(&self.inner), raft.clone()));
+        let heartbeat_task =
+            tokio::spawn(heartbeat::drive(raft.clone(), Duration::from_millis(cfg.heartbeat_interval_ms)));
         let hub_task = hub.spawn();
         let proposer = Arc::new(propose::Proposer::new(raft.clone()));
         let expiry_task = tokio::spawn(lease::expiry_task(Arc::downgrade(&self.inner), lessor.clone()));
@@ -435,6 +440,7 @@ impl Node {
             peer_service,
             server_task: Some(server_task),
             watcher_task,
+            heartbeat_task,
             _lock: lock,
         })
     }
@@ -639,6 +645,7 @@ impl Node {
         let _ = running.raft.shutdown().await;
         running.log_store.shutdown();
         running.watcher_task.abort();
+        running.heartbeat_task.abort();
         running.expiry_task.abort();
         // Watch consumers get `Stopped` (not a cancel) and no more events.
         running.hub.close();

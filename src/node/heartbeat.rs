@@ -1,0 +1,71 @@
+//! The leader's heartbeat clock, kept apart from openraft's election tick.
+//!
+//! openraft drives both elections and heartbeats from one tick that fires every
+//! `heartbeat_interval * 13 / 64`: 40 ms for the default 200 ms heartbeat, 25 wakeups a
+//! second on every member, idle or not. On this project's 2-core machine each wakeup costs a
+//! context switch or two, and those ticks were most of an idle cluster's CPU.
+//!
+//! So the node gives openraft a longer heartbeat interval ([`raft_heartbeat_interval`], half
+//! the election timeout), which only paces the election tick and a few timeouts, switches
+//! openraft's own heartbeats off, and runs this task instead:
+//!
+//! - on the leader it sends a heartbeat every configured `heartbeat_interval_ms` and turns the
+//!   tick off: a leader does not check an election timer;
+//! - on every other member it turns the tick back on, so followers, candidates and learners
+//!   keep their election timers, at a granularity of a tenth of the election timeout.
+//!
+//! It watches only the server metrics (state, vote, leader, membership), which change on
+//! elections and membership changes, so it costs nothing between them.
+
+use std::time::Duration;
+
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::ServerState;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::NodeConfig;
+use crate::raft::Raft;
+
+/// The heartbeat interval handed to openraft. It sets openraft's tick (13/64 of it) and the
+/// timeouts of its AppendEntries and heartbeat RPCs; heartbeats themselves come from
+/// [`drive`] at the configured interval. Half the election timeout keeps the tick at about a
+/// tenth of it, and never below the configured heartbeat interval; it is below
+/// `election_timeout_ms`, as openraft requires, because `NodeConfig::validate` checks that
+/// the heartbeat interval is.
+pub(super) fn raft_heartbeat_interval(cfg: &NodeConfig) -> u64 {
+    cfg.heartbeat_interval_ms.max(cfg.election_timeout_ms / 2)
+}
+
+/// Sends the leader's heartbeats every `every`, and switches openraft's tick off while this
+/// node leads and on while it does not. Returns when Raft shuts down.
+pub(super) async fn drive(raft: Raft, every: Duration) {
+    raft.runtime_config().heartbeat(false);
+    let mut rx = raft.server_metrics();
+    loop {
+        let leading = rx.borrow_watched().state == ServerState::Leader;
+        raft.runtime_config().tick(!leading);
+        if !leading {
+            if rx.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut beat = tokio::time::interval_at(Instant::now() + every, every);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = beat.tick() => {
+                    if raft.trigger().heartbeat().await.is_err() {
+                        return;
+                    }
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
