@@ -38,9 +38,11 @@ pub struct NodeConfig {
     pub cluster_token: String,
     /// When joining, stay a non-voting learner instead of becoming a voter.
     pub join_as_learner: bool,
-    /// Heartbeat interval.
+    /// How often the leader sends heartbeats (the node's own timer; openraft's election
+    /// tick is paced by the election timeout instead; docs/architecture.md, "Threads").
     pub heartbeat_interval_ms: u64,
-    /// Minimum election timeout; the maximum is twice this.
+    /// Minimum election timeout; the maximum is twice this. Followers check their election
+    /// timer every ~1/10 of it (up to 1/5 when the heartbeat interval is over half of it).
     pub election_timeout_ms: u64,
     /// Build a snapshot (and compact the Raft log) after this many applied entries.
     pub snapshot_threshold_entries: u64,
