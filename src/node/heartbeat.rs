@@ -69,3 +69,39 @@ pub(super) async fn drive(raft: Raft, every: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every timing `NodeConfig::validate` accepts gives openraft a heartbeat interval it
+    /// accepts too, never below the configured one and below the election timeout, so the
+    /// tick stays under 13/64 of the election timeout (a tenth with the default heartbeat).
+    #[test]
+    fn every_valid_timing_gives_openraft_a_valid_config() {
+        let mut checked = 0;
+        for election in [2, 3, 10, 300, 1000, 1001, 5000] {
+            for heartbeat in [1, 2, election / 3, election / 2, election / 2 + 1, election - 1] {
+                let mut cfg = NodeConfig::new("n", "/nonexistent", "127.0.0.1:1");
+                cfg.heartbeat_interval_ms = heartbeat.max(1);
+                cfg.election_timeout_ms = election;
+                if cfg.validate().is_err() {
+                    continue;
+                }
+                let interval = raft_heartbeat_interval(&cfg);
+                assert!(interval >= cfg.heartbeat_interval_ms && interval < election, "{heartbeat}/{election}");
+                let raft = openraft::Config {
+                    heartbeat_interval: interval,
+                    election_timeout_min: election,
+                    election_timeout_max: election * 2,
+                    ..Default::default()
+                };
+                raft.validate().unwrap_or_else(|e| panic!("{heartbeat}/{election}: {e}"));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 35, "only {checked} timings were valid");
+        let defaults = NodeConfig::new("n", "/nonexistent", "127.0.0.1:1");
+        assert_eq!(raft_heartbeat_interval(&defaults), 500, "a tick every ~100 ms by default");
+    }
+}
