@@ -37,9 +37,10 @@ pub(super) fn raft_heartbeat_interval(cfg: &NodeConfig) -> u64 {
 }
 
 /// Sends the leader's heartbeats every `every`, and switches openraft's tick off while this
-/// node leads and on while it does not. Returns when Raft shuts down.
+/// node leads and on while it does not. Returns when Raft shuts down. openraft's own
+/// heartbeats are off in its config (`enable_heartbeat: false`); `trigger().heartbeat()`
+/// sends one regardless.
 pub(super) async fn drive(raft: Raft, every: Duration) {
-    raft.runtime_config().heartbeat(false);
     let mut rx = raft.server_metrics();
     loop {
         let leading = rx.borrow_watched().state == ServerState::Leader;

@@ -358,7 +358,10 @@ impl Node {
         let sm = StateMachine::open(store.clone(), datadir::snapshot_dir(&cfg.data_dir), Some(observer))?;
         let raft_config = RaftConfig {
             cluster_name: "quorumkv".into(),
+            // Paces openraft's election tick and RPC timeouts only: the leader's heartbeats
+            // come from `heartbeat::drive`, at `heartbeat_interval_ms`.
             heartbeat_interval: heartbeat::raft_heartbeat_interval(cfg),
+            enable_heartbeat: false,
             election_timeout_min: cfg.election_timeout_ms,
             election_timeout_max: cfg.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold_entries),
