@@ -639,3 +639,31 @@ async fn an_idle_cluster_keeps_its_leader_and_a_dead_one_is_replaced() {
     assert_eq!(restarted.get("k").await.unwrap().unwrap().value, b"v");
     stop_all(again).await;
 }
+
+/// A lone leader sends no heartbeats (nobody to send them to). Members that join later
+/// must start receiving them at once: a grown cluster keeps its leader and term while idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_leader_starts_heartbeats_when_members_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Node::start(single_config(dir.path(), "n1")).await.unwrap();
+    first.put(PutRequest::new("k", "v")).await.unwrap();
+    let via = first.config().peer_addr.clone();
+    let mut nodes = vec![first];
+    for name in ["n2", "n3"] {
+        let cfg = single_config(dir.path(), name).bootstrap(Bootstrap::Join(vec![via.clone()]));
+        nodes.push(Node::start(cfg).await.unwrap());
+    }
+    eventually("three voters, one leader everywhere", Duration::from_secs(10), || {
+        nodes.iter().all(|n| {
+            n.members().map(|m| m.iter().filter(|m| !m.is_learner).count() == 3).unwrap_or(false)
+                && n.leader() == Some(nodes[0].id())
+        })
+    })
+    .await;
+    let status = |n: &Node| n.status().map(|s| (s.term, s.leader)).unwrap();
+    let before: Vec<_> = nodes.iter().map(status).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(nodes.iter().map(status).collect::<Vec<_>>(), before, "the joined members kept the first leader");
+    assert_eq!(nodes[2].get("k").await.unwrap().unwrap().value, b"v");
+    stop_all(&nodes).await;
+}

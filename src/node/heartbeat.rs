@@ -10,7 +10,8 @@
 //! openraft's own heartbeats off, and runs this task instead:
 //!
 //! - on the leader it sends a heartbeat every configured `heartbeat_interval_ms` and turns the
-//!   tick off: a leader does not check an election timer;
+//!   tick off: a leader does not check an election timer. A leader with no other member
+//!   (voter or learner) sends none, so an idle one-node cluster has no heartbeat timer;
 //! - on every other member it turns the tick back on, so followers, candidates and learners
 //!   keep their election timers, at a granularity of a tenth of the election timeout.
 //!
@@ -43,9 +44,14 @@ pub(super) fn raft_heartbeat_interval(cfg: &NodeConfig) -> u64 {
 pub(super) async fn drive(raft: Raft, every: Duration) {
     let mut rx = raft.server_metrics();
     loop {
-        let leading = rx.borrow_watched().state == ServerState::Leader;
+        let (leading, alone) = {
+            let m = rx.borrow_watched();
+            // Learners count: they too watch for the leader's contact.
+            (m.state == ServerState::Leader, m.membership_config.membership().nodes().count() <= 1)
+        };
         raft.runtime_config().tick(!leading);
-        if !leading {
+        // A lone member has nobody to send heartbeats to; a membership change wakes it.
+        if !leading || alone {
             if rx.changed().await.is_err() {
                 return;
             }
