@@ -667,3 +667,31 @@ async fn a_lone_leader_starts_heartbeats_when_members_join() {
     assert_eq!(nodes[2].get("k").await.unwrap().unwrap().value, b"v");
     stop_all(&nodes).await;
 }
+
+/// A follower that stays down long enough for the leader's heartbeat connection to it to
+/// back off must hear heartbeats again once it is back, with no write to carry them: an
+/// idle cluster's restarted member keeps a live leader (contact within three election
+/// timeouts, 900 ms here) through an idle spell of several such windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_follower_hears_heartbeats_again_while_idle() {
+    let spec = ClusterSpec::new(3);
+    let nodes = start_cluster(&spec).await;
+    nodes[0].put(PutRequest::new("k", "v")).await.unwrap();
+    let leader = wait_for_leader(&nodes, Duration::from_secs(5)).await;
+    let fi = nodes.iter().position(|n| n.id() != leader).unwrap();
+    nodes[fi].stop_abruptly().await.unwrap();
+    // Long enough for every retry delay of the leader's connections to reach its maximum.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let back = Node::start(spec.config(fi)).await.unwrap();
+    eventually("the restarted member hears from the leader", Duration::from_secs(5), || back.has_live_leader()).await;
+    let term = back.status().unwrap().term;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(back.has_live_leader(), "the restarted member lost contact with an idle leader");
+    }
+    let s = back.status().unwrap();
+    assert_eq!((s.term, s.leader), (term, Some(leader)), "no election while idle");
+    assert_eq!(back.range_local(&RangeRequest::key("k")).unwrap().count, 1);
+    let rest: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != fi).map(|(_, n)| n).collect();
+    stop_all(rest.into_iter().chain([&back])).await;
+}

@@ -158,6 +158,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addresses: self.addresses.clone(),
             channels: self.channels.clone(),
             stream_backoff: Duration::ZERO,
+            retry_at: None,
         }
     }
 }
@@ -176,6 +177,13 @@ pub(crate) struct PeerConnection {
     /// retries opening a stream at once when it fails, which against a dead peer is a
     /// busy loop of connection attempts (thousands per second); this bounds it.
     stream_backoff: Duration,
+    /// When the next stream may be opened: the last failure plus `stream_backoff`. A
+    /// deadline, not a sleep of `stream_backoff` per call, because openraft's heartbeat
+    /// worker puts a timeout of its heartbeat interval around the whole call: a full sleep
+    /// at least that long was cancelled every time, the backoff was never reset, and a
+    /// member that had been down for a second never heard a heartbeat again. Each
+    /// cancelled call now waits only for what is left of the same deadline.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 const STREAM_BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -272,8 +280,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + openraft::OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
-            if !self.stream_backoff.is_zero() {
-                tokio::time::sleep(self.stream_backoff).await;
+            if let Some(at) = self.retry_at {
+                tokio::time::sleep_until(at).await;
             }
             let mut client =
                 self.client().ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
@@ -287,10 +295,12 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             let responses = match client.stream_append(requests).await {
                 Ok(r) => {
                     self.stream_backoff = Duration::ZERO;
+                    self.retry_at = None;
                     r.into_inner()
                 }
                 Err(status) => {
                     self.stream_backoff = (self.stream_backoff * 2).clamp(STREAM_BACKOFF_MIN, STREAM_BACKOFF_MAX);
+                    self.retry_at = Some(tokio::time::Instant::now() + self.stream_backoff);
                     return Err(status_error(status));
                 }
             };
