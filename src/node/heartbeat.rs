@@ -46,8 +46,10 @@ pub(super) async fn drive(raft: Raft, every: Duration) {
     loop {
         let (leading, alone) = {
             let m = rx.borrow_watched();
-            // Learners count: they too watch for the leader's contact.
-            (m.state == ServerState::Leader, m.membership_config.membership().nodes().count() <= 1)
+            // Learners count: they too watch for the leader's contact. A leader that a
+            // membership change removed still heartbeats the others until it steps down.
+            let others = m.membership_config.membership().nodes().any(|(id, _)| *id != m.id);
+            (m.state == ServerState::Leader, !others)
         };
         raft.runtime_config().tick(!leading);
         // A lone member has nobody to send heartbeats to; a membership change wakes it.
