@@ -593,6 +593,26 @@ async fn follower_reads_stay_linearizable_while_leaders_change() {
     stop_all(current.iter()).await;
 }
 
+/// Each member's (term, leader) as it sees them.
+fn terms(nodes: &[&Node]) -> Vec<(u64, Option<u64>)> {
+    nodes.iter().map(|n| n.status().map(|s| (s.term, s.leader)).unwrap()).collect()
+}
+
+/// Waits until every member knows one leader other than `gone`, then checks that nothing
+/// changes while the cluster idles. Returns the leader.
+async fn stays_put(nodes: &[&Node], gone: Option<u64>) -> u64 {
+    eventually("every member knows the leader", Duration::from_secs(5), || {
+        let t = terms(nodes);
+        t.iter().all(|x| x.1.is_some() && x.1 != gone && *x == t[0])
+    })
+    .await;
+    let before = terms(nodes);
+    // Ten minimum election timeouts with no writes: heartbeats alone must hold the leader.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(terms(nodes), before, "an idle cluster kept its term and leader");
+    before[0].1.unwrap()
+}
+
 /// The leader's heartbeats come from the node's own clock, not openraft's tick, which is off
 /// on the leader and slower on the others (`src/node/heartbeat.rs`). An idle cluster must still
 /// keep its leader and term: followers that missed heartbeats would elect within one election
@@ -600,23 +620,6 @@ async fn follower_reads_stay_linearizable_while_leaders_change() {
 /// followers' election timers must still fire when a leader dies without a hand-over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_cluster_keeps_its_leader_and_a_dead_one_is_replaced() {
-    fn terms(nodes: &[&Node]) -> Vec<(u64, Option<u64>)> {
-        nodes.iter().map(|n| n.status().map(|s| (s.term, s.leader)).unwrap()).collect()
-    }
-    /// Waits until every member knows one leader other than `gone`, then checks that
-    /// nothing changes while the cluster idles.
-    async fn stays_put(nodes: &[&Node], gone: Option<u64>) -> u64 {
-        eventually("every member knows the leader", Duration::from_secs(5), || {
-            let t = terms(nodes);
-            t.iter().all(|x| x.1.is_some() && x.1 != gone && *x == t[0])
-        })
-        .await;
-        let before = terms(nodes);
-        // Ten minimum election timeouts with no writes: heartbeats alone must hold the leader.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(terms(nodes), before, "an idle cluster kept its term and leader");
-        before[0].1.unwrap()
-    }
     let spec = ClusterSpec::new(3);
     let nodes = start_cluster(&spec).await;
     let all: Vec<&Node> = nodes.iter().collect();
@@ -660,10 +663,8 @@ async fn a_lone_leader_starts_heartbeats_when_members_join() {
         })
     })
     .await;
-    let status = |n: &Node| n.status().map(|s| (s.term, s.leader)).unwrap();
-    let before: Vec<_> = nodes.iter().map(status).collect();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(nodes.iter().map(status).collect::<Vec<_>>(), before, "the joined members kept the first leader");
+    let all: Vec<&Node> = nodes.iter().collect();
+    assert_eq!(stays_put(&all, None).await, nodes[0].id(), "the joined members kept the first leader");
     assert_eq!(nodes[2].get("k").await.unwrap().unwrap().value, b"v");
     stop_all(&nodes).await;
 }
