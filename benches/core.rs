@@ -1,5 +1,6 @@
 //! In-process API benchmark: `cargo bench --bench core [-- --quick]`.
-//! Single parts: `-- --seq3` (3-node latency), `-- --profile-puts` (a steady 64-writer
+//! Single parts: `-- --seq3` (3-node latency, local network and TCP alternating),
+//! `-- --profile-puts [--local]` (a steady 64-writer
 //! load for a profiler), `-- --idle` (idle processes' RSS and CPU over 20 s).
 //!
 //! 8-byte keys, 256-byte values, real data dirs in the system temp dir, clusters on
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorumkv::{Node, PutRequest, RangeRequest};
+use quorumkv::{LocalNetwork, Node, PutRequest, RangeRequest};
 
 /// `--features mimalloc`: mimalloc as this program's allocator (as a program embedding
 /// nodes may choose, see docs/rust-api.md); otherwise the system's.
@@ -192,12 +193,21 @@ async fn main() {
     let dir =
         tempfile::tempdir_in(std::env::var_os("QKV_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into())).unwrap();
     if std::env::args().any(|a| a == "--seq3") {
-        let nodes = cluster(dir.path(), 3).await;
-        let lat = sequential_puts(&leader(&nodes), 300).await;
-        println!("3 nodes sequential p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)));
-        let lin = linearizable_gets(&leader(&nodes), 16, 300, 1.0).await;
-        println!("3 nodes linearizable gets {lin:.0}/s");
-        stop(nodes).await;
+        // Both transports, alternating, three rounds.
+        for _ in 0..3 {
+            for (transport, network) in [("local network", Some(LocalNetwork::new())), ("TCP", None)] {
+                let sub = tempfile::tempdir_in(dir.path()).unwrap();
+                let nodes = cluster_on(sub.path(), 3, network).await;
+                let lat = sequential_puts(&leader(&nodes), 300).await;
+                let lin = linearizable_gets(&leader(&nodes), 16, 300, 1.0).await;
+                println!(
+                    "3 nodes ({transport}): sequential p50 {} p99 {}, linearizable gets {lin:.0}/s",
+                    ms(percentile(&lat, 0.5)),
+                    ms(percentile(&lat, 0.99))
+                );
+                stop(nodes).await;
+            }
+        }
         return;
     }
     if std::env::args().any(|a| a == "--gets") {
@@ -224,8 +234,10 @@ async fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--profile-puts") {
-        // A steady 3-node, 64-writer put load to run under a profiler.
-        let nodes = cluster(dir.path(), 3).await;
+        // A steady 3-node, 64-writer put load to run under a profiler (`--local`: the
+        // nodes on a local network, else TCP).
+        let network = std::env::args().any(|a| a == "--local").then(LocalNetwork::new);
+        let nodes = cluster_on(dir.path(), 3, network).await;
         let ops = concurrent_puts(&leader(&nodes), 64, 8.0).await;
         println!("3 nodes, 64 writers: {ops:.0} puts/s");
         for n in &nodes {
@@ -243,32 +255,39 @@ async fn main() {
     let fsync = fdatasync_time(dir.path());
     println!("| fdatasync of 256 B on this disk, median | {} |", ms(fsync));
 
-    for n in [1usize, 3] {
-        let sub = dir.path().join(format!("c{n}"));
-        let nodes = cluster(&sub, n).await;
+    // One node, then three over TCP, then three on a local network (in memory).
+    for (n, network) in [(1usize, None), (3, None), (3, Some(LocalNetwork::new()))] {
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let local = network.is_some();
+        let nodes = cluster_on(sub.path(), n, network).await;
         let l = leader(&nodes);
+        let n = match (n, local) {
+            (1, _) => "1 node".to_string(),
+            (n, false) => format!("{n} nodes, TCP"),
+            (n, true) => format!("{n} nodes, local network"),
+        };
         let lat = sequential_puts(&l, seq).await;
         let p50 = percentile(&lat, 0.5);
         println!(
-            "| {n} node(s): sequential put latency p50 / p99 | {} / {} ({:.1}x one fdatasync) |",
+            "| {n}: sequential put latency p50 / p99 | {} / {} ({:.1}x one fdatasync) |",
             ms(p50),
             ms(percentile(&lat, 0.99)),
             p50.as_secs_f64() / fsync.as_secs_f64()
         );
         for writers in [1u64, 16, 64] {
             let ops = concurrent_puts(&l, writers, secs).await;
-            println!("| {n} node(s): puts/s with {writers} writers | {ops:.0} |");
+            println!("| {n}: puts/s with {writers} writers | {ops:.0} |");
         }
-        if n == 1 {
+        if n == "1 node" {
             for threads in [1, 16] {
                 let gets = serializable_gets(&l, threads, seq, secs);
                 println!("| serializable get, {threads} thread(s) | {gets:.0}/s |");
             }
         }
         let lin = linearizable_gets(&l, 16, seq, secs).await;
-        println!("| {n} node(s): linearizable get, 16 readers | {lin:.0}/s |");
+        println!("| {n}: linearizable get, 16 readers | {lin:.0}/s |");
         let s = l.status().unwrap();
-        println!("| {n} node(s): log fsyncs / appends during the run | {} / {} |", s.fsync_count, s.log_appends);
+        println!("| {n}: log fsyncs / appends during the run | {} / {} |", s.fsync_count, s.log_appends);
         stop(nodes).await;
     }
     let (rss_kib, cpu, cpu_one_down) = idle_processes(dir.path(), if quick { 3 } else { 10 });

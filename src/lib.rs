@@ -34,6 +34,7 @@ pub mod watch;
 pub use error::{Error, Result};
 pub use mvcc::*;
 pub use node::{Bootstrap, DetachedFuture, KeepAlive, KvHash, Member, Node, NodeConfig, NodeStatus};
+pub use raft::network::LocalNetwork;
 pub use watch::{WatchCanceler, WatchRequest, WatchResponse, WatchStream, Watcher};
 
 /// The code examples of the user guides are compiled as doc tests.

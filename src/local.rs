@@ -4,13 +4,14 @@
 //! etcd v3 client port, laid out as etcd's local-cluster Procfile does: members
 //! `infra1`, `infra2`, `infra3`, ... with client ports 2379, 22379, 32379, ... and peer
 //! ports 12380, 22380, 32380, ... Starting again on the same directory restarts the same
-//! cluster with its data.
+//! cluster with its data. The nodes share a [`LocalNetwork`]: Raft messages and forwarded
+//! requests between them stay in memory, while every node still serves its peer port.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::server::{ClientServer, ServeOptions};
-use crate::{Bootstrap, Node, NodeConfig};
+use crate::{Bootstrap, LocalNetwork, Node, NodeConfig};
 
 /// Most nodes a local cluster can have with the Procfile port layout (ports < 65536).
 pub const LOCAL_NODES_MAX: usize = 6;
@@ -48,11 +49,14 @@ impl LocalCluster {
         let layout: Vec<_> = (0..nodes).map(local_member).collect();
         let initial: Vec<(String, String)> =
             layout.iter().map(|(name, _, peer)| (name.clone(), format!("127.0.0.1:{peer}"))).collect();
+        // The nodes share one process: they reach each other in memory.
+        let network = LocalNetwork::new();
         let starts = layout.iter().map(|(name, client, peer)| {
             let mut config =
                 NodeConfig::new(name.clone(), dir.join(format!("{name}.quorumkv")), format!("127.0.0.1:{peer}"))
                     .bootstrap(if nodes == 1 { Bootstrap::Single } else { Bootstrap::InitialCluster(initial.clone()) });
             config.client_addrs = vec![format!("127.0.0.1:{client}")];
+            config.local_network = Some(network.clone());
             configure(&mut config);
             Node::start(config)
         });

@@ -9,8 +9,24 @@ use quorumkv::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_node_takes_any_request_and_leader_stop_loses_nothing() {
-    let spec = ClusterSpec::new(3);
+    any_node_takes_any_request(ClusterSpec::new(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_takes_any_request_on_a_local_network() {
+    any_node_takes_any_request(ClusterSpec::on_local_network(3)).await;
+}
+
+/// Writes and reads through every node, the leader stopped and restarted.
+async fn any_node_takes_any_request(spec: ClusterSpec) {
     let nodes = start_cluster(&spec).await;
+    let on_network = |spec: &ClusterSpec| spec.network.as_ref().map(|n| (n.addresses(), n.deliveries()));
+    let mut addrs: Vec<String> = spec.members.iter().map(|(_, a)| a.clone()).collect();
+    addrs.sort();
+    let before = on_network(&spec);
+    if let Some((on, _)) = &before {
+        assert_eq!(on, &addrs, "every node is on the network");
+    }
     let cluster_ids: Vec<u64> = nodes.iter().map(|n| n.cluster_id()).collect();
     assert!(cluster_ids.iter().all(|c| *c == cluster_ids[0] && *c != 0));
     // Writes through every node, followers included.
@@ -37,11 +53,18 @@ async fn any_node_takes_any_request_and_leader_stop_loses_nothing() {
     let members = nodes[0].members().unwrap();
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| !m.is_learner));
+    // On a local network, the followers' writes and reads reached the leader through it.
+    if let (Some((_, d0)), Some((_, d1))) = (before, on_network(&spec)) {
+        assert!(d1 >= d0 + 40, "forwarded requests went through the network: {d0} -> {d1}");
+    }
     // Stopping the leader hands leadership over first: a new leader at once.
     let leader = wait_for_leader(&nodes, Duration::from_secs(5)).await;
     let li = leader_index(&nodes, leader);
     let t = Instant::now();
     nodes[li].stop().await.unwrap();
+    if let Some((on, _)) = on_network(&spec) {
+        assert!(!on.contains(&spec.members[li].1) && on.len() == 2, "a stopped node leaves the network: {on:?}");
+    }
     let new_leader = wait_for_leader(&nodes, Duration::from_secs(5)).await;
     assert_ne!(new_leader, leader);
     eprintln!("leader handover took {:?}", t.elapsed());
@@ -52,6 +75,9 @@ async fn any_node_takes_any_request_and_leader_stop_loses_nothing() {
     let restarted = Node::start(spec.config(li)).await.unwrap();
     assert_eq!(restarted.id(), leader);
     assert_eq!(restarted.get("after").await.unwrap().unwrap().value, b"stop");
+    if let Some((on, _)) = on_network(&spec) {
+        assert_eq!(on, addrs, "a restarted node is back on the network");
+    }
     stop_all(nodes.iter().chain([&restarted])).await;
 }
 
@@ -79,7 +105,16 @@ async fn whole_cluster_restart_keeps_every_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_follower_catches_up_by_snapshot() {
-    let spec = ClusterSpec::new(3);
+    follower_catches_up_by_snapshot(ClusterSpec::new(3)).await;
+}
+
+/// On a local network the snapshot itself still travels over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_by_snapshot_on_a_local_network() {
+    follower_catches_up_by_snapshot(ClusterSpec::on_local_network(3)).await;
+}
+
+async fn follower_catches_up_by_snapshot(spec: ClusterSpec) {
     let configs: Vec<NodeConfig> = (0..3)
         .map(|i| {
             let mut c = spec.config(i);
@@ -184,9 +219,19 @@ async fn join_through_any_member_then_remove() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_refuses_another_cluster_and_keeps_its_data() {
+    refuses_another_cluster(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_another_cluster_on_the_same_local_network() {
+    refuses_another_cluster(Some(LocalNetwork::new())).await;
+}
+
+async fn refuses_another_cluster(network: Option<LocalNetwork>) {
     let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(single_config(dir.path(), "a")).await.unwrap();
-    let b = Node::start(single_config(dir.path(), "b")).await.unwrap();
+    let config = |name| NodeConfig { local_network: network.clone(), ..single_config(dir.path(), name) };
+    let a = Node::start(config("a")).await.unwrap();
+    let b = Node::start(config("b")).await.unwrap();
     a.put(PutRequest::new("mine", "a")).await.unwrap();
     let a_cfg = a.config().clone();
     a.stop().await.unwrap();
@@ -514,11 +559,19 @@ async fn reads_that_need_no_wait_still_let_the_runtime_run() {
 /// linearizable gets stays linearizable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_reads_stay_linearizable_while_leaders_change() {
+    reads_stay_linearizable_while_leaders_change(ClusterSpec::new(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_reads_stay_linearizable_on_a_local_network() {
+    reads_stay_linearizable_while_leaders_change(ClusterSpec::on_local_network(3)).await;
+}
+
+async fn reads_stay_linearizable_while_leaders_change(spec: ClusterSpec) {
     use common::linearizability::{check_register, Op, OpKind};
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex, RwLock};
 
-    let spec = ClusterSpec::new(3);
     let nodes = Arc::new(RwLock::new(start_cluster(&spec).await));
     let start = Instant::now();
     let now = move || start.elapsed().as_nanos() as u64;
@@ -695,4 +748,71 @@ async fn a_restarted_follower_hears_heartbeats_again_while_idle() {
     assert_eq!(back.range_local(&RangeRequest::key("k")).unwrap().count, 1);
     let rest: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != fi).map(|(_, n)| n).collect();
     stop_all(rest.into_iter().chain([&back])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_network_members_and_a_tcp_member_form_one_cluster() {
+    let spec = ClusterSpec::on_local_network(3);
+    let mut configs: Vec<NodeConfig> = (0..3).map(|i| spec.config(i)).collect();
+    configs[2].local_network = None;
+    let nodes = start_configs(configs).await;
+    let network = spec.network.as_ref().unwrap();
+    assert_eq!(network.addresses().len(), 2, "only the two nodes given the network are on it");
+    // Writes through every node reach the leader, over memory or TCP as the pair allows.
+    for (i, n) in nodes.iter().enumerate() {
+        n.put(PutRequest::new(format!("m{i}"), "v")).await.unwrap();
+    }
+    for n in &nodes {
+        assert_eq!(n.range(RangeRequest::prefix("m")).await.unwrap().count, 3, "read on {}", n.name());
+    }
+    stop_all(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_at_a_members_address_hears_nothing_of_it() {
+    foreign_node_at_a_members_address(ClusterSpec::new(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_at_a_members_address_hears_nothing_on_a_local_network() {
+    foreign_node_at_a_members_address(ClusterSpec::on_local_network(3)).await;
+}
+
+/// A member stops and a node of another cluster takes its peer address: the cluster's
+/// leader keeps sending it appends and heartbeats, which it must refuse by cluster id.
+async fn foreign_node_at_a_members_address(spec: ClusterSpec) {
+    let nodes = start_cluster(&spec).await;
+    // Leader moves raise the cluster's term above the stranger's (1): Raft alone would
+    // then let the stranger follow this cluster's leader.
+    for _ in 0..3 {
+        let leader = wait_for_leader(&nodes, Duration::from_secs(5)).await;
+        let next = nodes.iter().find(|n| n.id() != leader).unwrap();
+        nodes[leader_index(&nodes, leader)].move_leader(next.id()).await.unwrap();
+    }
+    let leader = wait_for_leader(&nodes, Duration::from_secs(5)).await;
+    assert!(nodes[0].status().unwrap().term > 2);
+    let fi = (0..3).find(|i| nodes[*i].id() != leader).unwrap();
+    nodes[fi].stop().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = single_config(dir.path(), "stranger");
+    cfg.peer_addr = spec.members[fi].1.clone();
+    cfg.local_network = spec.network.clone();
+    let stranger = Node::start(cfg).await.unwrap();
+    stranger.put(PutRequest::new("own", "1")).await.unwrap();
+    let term = stranger.status().unwrap().term;
+    let li = leader_index(&nodes, leader);
+    for i in 0..20 {
+        nodes[li].put(PutRequest::new(format!("x{i}"), "v")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let s = stranger.status().unwrap();
+    assert_eq!((s.leader, s.term), (Some(stranger.id()), term), "the stranger still leads its own cluster");
+    assert_eq!(stranger.members().unwrap().len(), 1);
+    assert_eq!(
+        stranger.range(RangeRequest::range("\0", "\0")).await.unwrap().count,
+        1,
+        "no entry of the other cluster"
+    );
+    stranger.stop().await.unwrap();
+    stop_all(nodes.iter().filter(|n| n.is_running())).await;
 }

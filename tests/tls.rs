@@ -105,9 +105,18 @@ async fn mutual_tls_cluster_replicates_and_survives_a_leader_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_only_tls_cluster_and_a_node_joining_it() {
-    let (spec, ca, configs) = tls_spec(2, false);
+    let (spec, ca, mut configs) = tls_spec(2, false);
+    // Nodes with peer TLS stay off a local network they are given: every message between
+    // them goes through TLS.
+    let network = LocalNetwork::new();
+    for c in &mut configs {
+        c.local_network = Some(network.clone());
+    }
     let nodes = start_configs(configs).await;
     nodes[0].put(PutRequest::new("k", "v")).await.unwrap();
+    nodes[1].put(PutRequest::new("k2", "v2")).await.unwrap();
+    assert!(network.addresses().is_empty());
+    assert_eq!(network.deliveries(), 0);
     // Without client certificate auth a joining node needs only the CA and its own certificate.
     let n3 = Node::start(joiner(&spec, "n3", &nodes[1], ca.leaf("n3", &["127.0.0.1"], &ca).client_cert_auth(false)))
         .await

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use quorumkv::{Bootstrap, Node, NodeConfig};
+use quorumkv::{Bootstrap, LocalNetwork, Node, NodeConfig};
 
 pub fn free_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
@@ -21,14 +21,20 @@ pub fn ms(d: Duration) -> String {
 }
 
 /// Starts an `n`-node cluster (one node: a single-node cluster) with data under `dir`,
-/// and waits until every node knows the same leader.
+/// and waits until every node knows the same leader. Its nodes talk over loopback TCP.
 pub async fn cluster(dir: &std::path::Path, n: usize) -> Vec<Node> {
+    cluster_on(dir, n, None).await
+}
+
+/// As [`cluster`]; with `network`, the nodes talk through it (in memory).
+pub async fn cluster_on(dir: &std::path::Path, n: usize, network: Option<LocalNetwork>) -> Vec<Node> {
     let members: Vec<(String, String)> = (1..=n).map(|i| (format!("b{i}"), free_addr())).collect();
     let starts = (0..n).map(|i| {
         let (name, addr) = &members[i];
         let mut c = NodeConfig::new(name.clone(), dir.join(name), addr.clone());
         c.bootstrap = if n == 1 { Bootstrap::Single } else { Bootstrap::InitialCluster(members.clone()) };
         c.snapshot_threshold_entries = 100_000;
+        c.local_network = network.clone();
         Node::start(c)
     });
     let nodes: Vec<Node> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();

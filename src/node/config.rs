@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::raft::network::LocalNetwork;
 use crate::tls::TlsFiles;
 
 /// How a node with an empty data dir finds its cluster. Ignored when the data dir already
@@ -73,6 +74,10 @@ pub struct NodeConfig {
     /// A member that moves to another host is therefore refused until it is removed and
     /// added back with its new address. Every member of a cluster needs the same setting.
     pub peer_tls: Option<TlsFiles>,
+    /// Nodes of this process to reach through memory instead of loopback TCP (see
+    /// [`LocalNetwork`]): give the same network to every node a process hosts. `None`
+    /// (the default): every peer is reached over TCP. Ignored with `peer_tls`.
+    pub local_network: Option<LocalNetwork>,
 }
 
 impl NodeConfig {
@@ -96,12 +101,19 @@ impl NodeConfig {
             cache_size_bytes: 4 << 20,
             watch_progress_notify_interval_ms: 600_000,
             peer_tls: None,
+            local_network: None,
         }
     }
 
     /// Sets the bootstrap mode.
     pub fn bootstrap(mut self, bootstrap: Bootstrap) -> Self {
         self.bootstrap = bootstrap;
+        self
+    }
+
+    /// Puts the node on a [`LocalNetwork`] shared with the other nodes of this process.
+    pub fn local_network(mut self, network: LocalNetwork) -> Self {
+        self.local_network = Some(network);
         self
     }
 

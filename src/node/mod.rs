@@ -248,6 +248,13 @@ pub(crate) struct NodeInner {
     chores: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
+impl NodeInner {
+    /// The local network this node is on: none with peer TLS (see [`LocalNetwork`]).
+    fn local_network(&self) -> Option<&crate::LocalNetwork> {
+        self.config.local_network.as_ref().filter(|_| self.peer_tls.is_none())
+    }
+}
+
 /// A handle to a running (or stopped) node. Cloning is cheap; all clones are the same node.
 ///
 /// Thread-safety: `Send + Sync`; call any method from any thread. Errors are [`Error`].
@@ -380,6 +387,7 @@ impl Node {
             cluster_id: self.inner.cluster_id.clone(),
             addresses: self.inner.addresses.clone(),
             channels: self.inner.peers.clone(),
+            local: self.inner.local_network().cloned(),
         };
         let raft = Raft::new(self.inner.member_id, Arc::new(raft_config), network, log_store.clone(), sm.clone())
             .await
@@ -417,6 +425,9 @@ impl Node {
         let stop = async {
             let _ = stop_rx.await;
         };
+        if let Some(network) = self.inner.local_network() {
+            network.join(&cfg.peer_addr, service.clone());
+        }
         let server_task = match &self.inner.peer_tls {
             None => spawn_peer_server(service, incoming, stop),
             Some(tls) => spawn_peer_server(service, tls_incoming(incoming, tls.acceptor.clone()), stop),
@@ -643,6 +654,9 @@ impl Node {
         }
         if hand_over {
             self.transfer_leadership(&running).await;
+        }
+        if let Some(network) = self.inner.local_network() {
+            network.leave(&self.inner.config.peer_addr, &running.peer_service);
         }
         running.peer_service.detach();
         let _ = running.raft.shutdown().await;

@@ -105,21 +105,32 @@ impl Node {
         req: &ForwardRequest,
         timeout: Duration,
     ) -> Result<ForwardReply, SendError> {
-        let mut client = peer_client(self.inner.peers.get(addr).map_err(SendError::Failed)?);
-        let env = pb::Envelope {
-            cluster_id: self.cluster_id(),
-            payload: encode(req).into(),
-            sender_id: self.inner.member_id,
-        };
-        let reply = match tokio::time::timeout(timeout, client.forward(env)).await {
-            Err(_) => return Err(SendError::Failed(Error::Timeout)),
-            Ok(Err(status)) if never_delivered(&status) => {
-                return Err(SendError::NotDelivered(format!("cannot reach {addr}: {}", status.message())))
+        let payload = encode(req);
+        let local = self.inner.local_network().and_then(|n| n.get(addr));
+        let reply = match local {
+            // A node of this process: handed over in memory, still encoded (the handler
+            // is shared with the gRPC path, and requests are small next to their work).
+            Some(peer) => tokio::time::timeout(timeout, peer.local_forward(self.cluster_id(), payload))
+                .await
+                .map_err(|_| SendError::Failed(Error::Timeout))?,
+            None => {
+                let mut client = peer_client(self.inner.peers.get(addr).map_err(SendError::Failed)?);
+                let env = pb::Envelope {
+                    cluster_id: self.cluster_id(),
+                    payload: payload.into(),
+                    sender_id: self.inner.member_id,
+                };
+                match tokio::time::timeout(timeout, client.forward(env)).await {
+                    Err(_) => return Err(SendError::Failed(Error::Timeout)),
+                    Ok(Err(status)) if never_delivered(&status) => {
+                        return Err(SendError::NotDelivered(format!("cannot reach {addr}: {}", status.message())))
+                    }
+                    Ok(Err(status)) => return Err(SendError::Lost(format!("{addr}: {status}"))),
+                    Ok(Ok(r)) => r.into_inner().payload.to_vec(),
+                }
             }
-            Ok(Err(status)) => return Err(SendError::Lost(format!("{addr}: {status}"))),
-            Ok(Ok(r)) => r.into_inner(),
         };
-        let result: Result<ForwardReply> = decode(&reply.payload, "forward reply").map_err(SendError::Failed)?;
+        let result: Result<ForwardReply> = decode(&reply, "forward reply").map_err(SendError::Failed)?;
         result.map_err(|e| match e {
             // The peer (a leader being stopped) went away while handling it: for us that
             // is a lost leader, not our own stop.

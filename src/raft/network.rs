@@ -132,6 +132,81 @@ impl PeerClients {
 /// member that moved is reached at its new address by connections made before the move.
 pub(crate) type AddressBook = Arc<std::sync::RwLock<std::collections::BTreeMap<u64, String>>>;
 
+/// Nodes of one process that reach each other through memory instead of loopback TCP.
+///
+/// Give one `LocalNetwork` to the [`NodeConfig`](crate::NodeConfig)s of nodes hosted in
+/// the same process (`NodeConfig::local_network`). A node then hands its Raft messages
+/// (replication streams, votes, leader transfers) and the client requests it forwards to
+/// another node on the same `LocalNetwork` straight to that node's Raft: no encoding, no
+/// HTTP/2, no loopback TCP, and no wake-ups of connection tasks on either side. Every node
+/// still serves its peer port: nodes of other processes reach it over TCP as before, and
+/// snapshots to a lagging member always travel over it.
+///
+/// A node is on the network from the moment it serves its peer port until it stops, under
+/// its configured `peer_addr`; members are found by the peer address the membership
+/// lists for them, so a member missing from the network (another process, or stopped) is
+/// reached over TCP. The same checks apply as over TCP: a node refuses messages from
+/// another cluster. Nodes with peer TLS never use the network, in either direction: the
+/// peer certificate checks need a TLS connection.
+///
+/// Cheap to clone (clones share one table); safe to use from any thread. It holds no
+/// node alive: a stopped node leaves it.
+#[derive(Clone, Default)]
+pub struct LocalNetwork {
+    nodes: Arc<std::sync::RwLock<HashMap<String, PeerService>>>,
+    deliveries: Arc<AtomicU64>,
+}
+
+impl LocalNetwork {
+    /// An empty network.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The peer addresses of the nodes on the network now.
+    pub fn addresses(&self) -> Vec<String> {
+        let mut addrs: Vec<String> = self.nodes.read().expect("local network").keys().cloned().collect();
+        addrs.sort();
+        addrs
+    }
+
+    /// How many times a node reached another through the network so far: a Raft RPC, a
+    /// replication stream opened (one carries many appends) or a forwarded request.
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn join(&self, addr: &str, service: PeerService) {
+        self.nodes.write().expect("local network").insert(addr.to_string(), service);
+    }
+
+    /// Takes `service` off the network (not a node that took its address since).
+    pub(crate) fn leave(&self, addr: &str, service: &PeerService) {
+        let mut nodes = self.nodes.write().expect("local network");
+        if nodes.get(addr).is_some_and(|s| Arc::ptr_eq(&s.parts, &service.parts)) {
+            nodes.remove(addr);
+        }
+    }
+
+    /// The node at `addr`, counted as a delivery when it is on the network.
+    pub(crate) fn get(&self, addr: &str) -> Option<PeerService> {
+        let node = self.nodes.read().expect("local network").get(addr).cloned();
+        if node.is_some() {
+            self.deliveries.fetch_add(1, Ordering::Relaxed);
+        }
+        node
+    }
+}
+
+impl std::fmt::Debug for LocalNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalNetwork")
+            .field("nodes", &self.addresses())
+            .field("deliveries", &self.deliveries())
+            .finish()
+    }
+}
+
 /// Creates peer connections for openraft.
 #[derive(Clone)]
 pub(crate) struct NetworkFactory {
@@ -141,6 +216,8 @@ pub(crate) struct NetworkFactory {
     pub addresses: AddressBook,
     /// Shared with the node: one HTTP/2 connection per peer for every RPC and stream.
     pub channels: Arc<PeerClients>,
+    /// Peers reached through memory (`None` with peer TLS).
+    pub local: Option<LocalNetwork>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -157,6 +234,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             cluster_id: self.cluster_id.clone(),
             addresses: self.addresses.clone(),
             channels: self.channels.clone(),
+            local: self.local.clone(),
             stream_backoff: Duration::ZERO,
             retry_at: None,
         }
@@ -173,6 +251,7 @@ pub(crate) struct PeerConnection {
     cluster_id: ClusterId,
     addresses: AddressBook,
     channels: Arc<PeerClients>,
+    local: Option<LocalNetwork>,
     /// Wait before opening the next replication stream after a failed one. openraft
     /// retries opening a stream at once when it fails, which against a dead peer is a
     /// busy loop of connection attempts (thousands per second); this bounds it.
@@ -234,26 +313,59 @@ impl PeerConnection {
         }
     }
 
-    async fn call<Req, Resp, F, Fut>(
+    /// The target's node when it is on this node's [`LocalNetwork`].
+    fn local_peer(&self) -> Option<PeerService> {
+        let local = self.local.as_ref()?;
+        let addr = self.addresses.read().expect("address book").get(&self.target).cloned()?;
+        local.get(&addr)
+    }
+
+    /// One Raft RPC: handed to the target's Raft in memory when it is on the local
+    /// network (`local`), sent over gRPC otherwise (`grpc`).
+    async fn call<Req, Resp, F, Fut, L, LFut, E>(
         &mut self,
-        req: &Req,
+        req: Req,
         option: &RPCOption,
-        f: F,
+        grpc: F,
+        local: L,
     ) -> Result<Resp, RPCError<TypeConfig>>
     where
-        Req: Serialize,
+        Req: Serialize + RaftSender,
         Resp: DeserializeOwned,
         F: FnOnce(PeerClient<Channel>, Envelope) -> Fut,
         Fut: Future<Output = Result<TonicResponse<Envelope>, Status>>,
+        L: FnOnce(Raft, Req) -> LFut,
+        LFut: Future<Output = Result<Resp, E>>,
+        E: std::fmt::Display,
     {
+        let target = self.target;
+        let timed_out = move || unreachable(format!("rpc to node {target} timed out"));
+        if let Some(peer) = self.local_peer() {
+            let cluster_id = self.cluster_id.load(Ordering::Acquire);
+            return tokio::time::timeout(option.hard_ttl(), peer.local_raft_call(cluster_id, req, local))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(remote_error);
+        }
         let client = self.client().ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
-        let env = self.envelope(req);
-        let reply = tokio::time::timeout(option.hard_ttl(), f(client, env))
+        let env = self.envelope(&req);
+        let reply = tokio::time::timeout(option.hard_ttl(), grpc(client, env))
             .await
-            .map_err(|_| unreachable(format!("rpc to node {} timed out", self.target)))?
+            .map_err(|_| timed_out())?
             .map_err(status_error)?;
         let result: Result<Resp, Error> = decode(&reply.into_inner().payload, "peer reply").map_err(network_err)?;
         result.map_err(remote_error)
+    }
+
+    /// Waits out the backoff after a failed stream open; `ok` says how this open went.
+    fn stream_opened(&mut self, ok: bool) {
+        if ok {
+            self.stream_backoff = Duration::ZERO;
+            self.retry_at = None;
+        } else {
+            self.stream_backoff = (self.stream_backoff * 2).clamp(STREAM_BACKOFF_MIN, STREAM_BACKOFF_MAX);
+            self.retry_at = Some(tokio::time::Instant::now() + self.stream_backoff);
+        }
     }
 }
 
@@ -265,7 +377,13 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, env| async move { c.append_entries(env).await }).await
+        self.call(
+            rpc,
+            &option,
+            |mut c, env| async move { c.append_entries(env).await },
+            |raft, rpc| async move { raft.append_entries(rpc).await },
+        )
+        .await
     }
 
     fn stream_append<'s, S>(
@@ -283,6 +401,12 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             if let Some(at) = self.retry_at {
                 tokio::time::sleep_until(at).await;
             }
+            if let Some(peer) = self.local_peer() {
+                let opened = peer.local_stream_append(self.cluster_id.clone(), input);
+                self.stream_opened(opened.is_ok());
+                let results = opened.map_err(remote_error)?.map(|r| r.map_err(remote_error));
+                return Ok(Box::pin(results) as BoxStream<'s, _>);
+            }
             let mut client =
                 self.client().ok_or_else(|| unreachable(format!("no address for node {}", self.target)))?;
             let cluster_id = self.cluster_id.clone();
@@ -292,18 +416,9 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                 payload: encode(&r).into(),
                 sender_id: me,
             });
-            let responses = match client.stream_append(requests).await {
-                Ok(r) => {
-                    self.stream_backoff = Duration::ZERO;
-                    self.retry_at = None;
-                    r.into_inner()
-                }
-                Err(status) => {
-                    self.stream_backoff = (self.stream_backoff * 2).clamp(STREAM_BACKOFF_MIN, STREAM_BACKOFF_MAX);
-                    self.retry_at = Some(tokio::time::Instant::now() + self.stream_backoff);
-                    return Err(status_error(status));
-                }
-            };
+            let opened = client.stream_append(requests).await;
+            self.stream_opened(opened.is_ok());
+            let responses = opened.map_err(status_error)?.into_inner();
             let results = responses.map(|item| {
                 let env = item.map_err(status_error)?;
                 let result: Result<StreamAppendResult<TypeConfig>, Error> =
@@ -319,7 +434,13 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, env| async move { c.vote(env).await }).await
+        self.call(
+            rpc,
+            &option,
+            |mut c, env| async move { c.vote(env).await },
+            |raft, rpc| async move { raft.vote(rpc).await },
+        )
+        .await
     }
 
     async fn pre_vote(
@@ -327,7 +448,13 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, env| async move { c.pre_vote(env).await }).await
+        self.call(
+            rpc,
+            &option,
+            |mut c, env| async move { c.pre_vote(env).await },
+            |raft, rpc| async move { raft.pre_vote(rpc).await },
+        )
+        .await
     }
 
     async fn transfer_leader(
@@ -335,7 +462,13 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |mut c, env| async move { c.transfer_leader(env).await }).await
+        self.call(
+            req,
+            &option,
+            |mut c, env| async move { c.transfer_leader(env).await },
+            |raft, req| async move { raft.handle_transfer_leader(req).await },
+        )
+        .await
     }
 
     async fn full_snapshot(
@@ -492,11 +625,20 @@ impl ConnInfo {
 /// The Raft node a message says it comes from.
 trait RaftSender {
     fn sender(&self) -> u64;
+
+    /// Whether the message shows that a leader is alive ([`LeaderContact`]).
+    fn shows_live_leader(&self) -> bool {
+        false
+    }
 }
 
 impl RaftSender for AppendEntriesRequest<TypeConfig> {
     fn sender(&self) -> u64 {
         self.vote.leader_id().node_id
+    }
+
+    fn shows_live_leader(&self) -> bool {
+        true
     }
 }
 
@@ -661,8 +803,64 @@ impl PeerService {
         if let Err(e) = self.verify(&conn, env.sender_id, Some(msg.sender())) {
             return self.reply::<Resp>(Err(e));
         }
+        if msg.shows_live_leader() {
+            self.leader_contact.touch();
+        }
         let result = f(self.raft()?, msg).await.map_err(|e| Error::Fatal(e.to_string()));
         self.reply(result)
+    }
+
+    /// A Raft RPC from a node of this process on the same [`LocalNetwork`]: the gRPC
+    /// path's checks, with no encoding (and no TLS, which the local network excludes).
+    async fn local_raft_call<Req, Resp, F, Fut, E>(&self, cluster_id: u64, msg: Req, f: F) -> Result<Resp, Error>
+    where
+        Req: RaftSender,
+        F: FnOnce(Raft, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, E>>,
+        E: std::fmt::Display,
+    {
+        self.check_cluster(cluster_id)?;
+        let raft = self.raft().map_err(|_| Error::Stopped)?;
+        if msg.shows_live_leader() {
+            self.leader_contact.touch();
+        }
+        f(raft, msg).await.map_err(|e| Error::Fatal(e.to_string()))
+    }
+
+    /// A replication stream from a node of this process on the same [`LocalNetwork`].
+    /// As over gRPC, the stream ends at the first request from another cluster (the
+    /// sender's cluster id, `sender_cluster`, is read per request: it may be learnt while
+    /// the stream runs) and when this node stops.
+    fn local_stream_append<S>(
+        &self,
+        sender_cluster: ClusterId,
+        input: S,
+    ) -> Result<BoxStream<'static, Result<StreamAppendResult<TypeConfig>, Error>>, Error>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + 'static,
+    {
+        self.check_cluster(sender_cluster.load(Ordering::Acquire))?;
+        let (local, contact) = (self.cluster_id.clone(), self.leader_contact.clone());
+        let requests = input
+            .take_while(move |_| {
+                let (remote, local) = (sender_cluster.load(Ordering::Acquire), local.load(Ordering::Acquire));
+                futures::future::ready(remote == 0 || local == 0 || remote == local)
+            })
+            .inspect(move |_| contact.touch());
+        // Boxed: the stream captures the borrow of `raft` in its type (openraft is edition
+        // 2024), though it holds none; only a trait object lets it outlive `raft`.
+        let raft = self.raft().map_err(|_| Error::Stopped)?;
+        let results = raft.stream_append(requests).take_until(self.stopped());
+        Ok(Box::pin(results.map(|r| r.map_err(|f| Error::Fatal(f.to_string())))))
+    }
+
+    /// A client request forwarded by a node of this process on the same [`LocalNetwork`]
+    /// (`payload` encoded as over gRPC); returns the encoded reply.
+    pub(crate) async fn local_forward(&self, cluster_id: u64, payload: Vec<u8>) -> Vec<u8> {
+        if let Err(e) = self.check_cluster(cluster_id) {
+            return encode(&Err::<(), Error>(e));
+        }
+        self.forward.handle(payload, None).await
     }
 }
 
@@ -715,7 +913,6 @@ impl Peer for PeerService {
     }
 
     async fn append_entries(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
-        self.leader_contact.touch();
         self.raft_call(req, |raft, msg: AppendEntriesRequest<TypeConfig>| async move { raft.append_entries(msg).await })
             .await
     }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use quorumkv::{Bootstrap, Node, NodeConfig};
+use quorumkv::{Bootstrap, LocalNetwork, Node, NodeConfig};
 
 /// Logs to stderr when `RUST_LOG` is set (cargo test shows it for failing tests).
 pub fn init_logs() {
@@ -59,12 +59,20 @@ pub fn fast(mut c: NodeConfig) -> NodeConfig {
 pub struct ClusterSpec {
     pub dir: tempfile::TempDir,
     pub members: Vec<(String, String)>,
+    /// The members' local network; `None`: they talk over TCP.
+    pub network: Option<LocalNetwork>,
 }
 
 impl ClusterSpec {
+    /// `n` members talking over loopback TCP.
     pub fn new(n: usize) -> Self {
         let members = (1..=n).map(|i| (format!("n{i}"), addr())).collect();
-        ClusterSpec { dir: tempfile::tempdir().unwrap(), members }
+        ClusterSpec { dir: tempfile::tempdir().unwrap(), members, network: None }
+    }
+
+    /// `n` members on one local network (in memory).
+    pub fn on_local_network(n: usize) -> Self {
+        ClusterSpec { network: Some(LocalNetwork::new()), ..Self::new(n) }
     }
 
     pub fn data_dir(&self, i: usize) -> PathBuf {
@@ -73,8 +81,10 @@ impl ClusterSpec {
 
     pub fn config(&self, i: usize) -> NodeConfig {
         let (name, peer) = &self.members[i];
-        fast(NodeConfig::new(name.clone(), self.data_dir(i), peer.clone()))
-            .bootstrap(Bootstrap::InitialCluster(self.members.clone()))
+        let mut c = fast(NodeConfig::new(name.clone(), self.data_dir(i), peer.clone()))
+            .bootstrap(Bootstrap::InitialCluster(self.members.clone()));
+        c.local_network = self.network.clone();
+        c
     }
 }
 
