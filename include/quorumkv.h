@@ -194,6 +194,17 @@ typedef struct qkv_keys qkv_keys;
 // to read from several threads.
 typedef struct qkv_kvs qkv_kvs;
 
+// Nodes of this process that reach each other through memory instead of loopback TCP
+// (opaque). Give the same network to the config of each node this process hosts
+// (`qkv_config_set_local_network`): their Raft messages and forwarded requests then skip
+// encoding, HTTP/2 and sockets. Every node still serves its peer port, so nodes in other
+// processes reach it over TCP; nodes with peer TLS do not use the network.
+//
+// Ownership: create with `qkv_local_network_new`, free with `qkv_local_network_free`.
+// Configs and nodes keep their own reference: the network may be freed while nodes on
+// it run, and they keep using it. Thread-safety: usable from any thread at once.
+typedef struct qkv_local_network qkv_local_network;
+
 // A member list (opaque), owned by the caller: read it with `qkv_members_len` and
 // `qkv_members_get`, free it with `qkv_members_free`. Immutable: safe to read from
 // several threads.
@@ -510,6 +521,28 @@ enum qkv_result qkv_config_new(const char *name,
 
 // Frees a config. NULL is a no-op.
 void qkv_config_free(struct qkv_config *config);
+
+// Creates an empty local network.
+//
+// Errors: `QKV_NULL_PARAMETER` (`out`). On success `*out` owns the new network.
+enum qkv_result qkv_local_network_new(struct qkv_local_network **out);
+
+// Frees a local network (nodes on it keep theirs). NULL is a no-op.
+void qkv_local_network_free(struct qkv_local_network *network);
+
+// How many times a node reached another through the network so far (a Raft message, a
+// replication stream opened or a forwarded request), into `*out`.
+//
+// Errors: `QKV_NULL_PARAMETER`.
+enum qkv_result qkv_local_network_deliveries(const struct qkv_local_network *network,
+                                             uint64_t *out);
+
+// Puts the node on `network` (shared with other nodes of this process; see
+// `qkv_local_network`). NULL `network`: every peer over TCP (the default).
+//
+// Errors: `QKV_NULL_PARAMETER` (`config`).
+enum qkv_result qkv_config_set_local_network(struct qkv_config *config,
+                                             const struct qkv_local_network *network);
 
 // Static bootstrap: adds one member (`name`, `peer_addr`) of the initial cluster. Every
 // member, this node included, is started with the same list; they form one cluster in

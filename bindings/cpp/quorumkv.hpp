@@ -705,6 +705,26 @@ struct lease_ttl_response {
 // ---------------------------------------------------------------------------------------
 // Builders
 
+/// Nodes of this process that reach each other in memory instead of over loopback TCP
+/// (qkv_local_network): give the same network to each node's config
+/// (config::local_network). Move-only; configs and nodes keep their own reference, so it
+/// may be destroyed while they run. Safe to use from several threads at once.
+class local_network : private detail::unique_handle<qkv_local_network, qkv_local_network_free> {
+public:
+    /// An empty network.
+    local_network() { detail::check(qkv_local_network_new(&p_)); }
+    // Moves as detail::unique_handle.
+
+    /// How many times a node reached another through the network so far.
+    uint64_t deliveries() const {
+        uint64_t n = 0;
+        detail::check(qkv_local_network_deliveries(p_, &n));
+        return n;
+    }
+
+    using unique_handle::handle;
+};
+
 /// A node configuration (qkv_config). Fluent: every setter returns the config (an lvalue
 /// reference, or an rvalue one when called on a temporary, so
 /// `auto cfg = quorumkv::config(...).timeouts(...)` moves). Move-only. Not for two threads
@@ -836,6 +856,13 @@ public:
                         bool client_cert_auth = false) && {
         return std::move(client_tls(cert_file, key_file, trusted_ca_file, client_cert_auth));
     }
+    /// Puts the node on `network`, shared with other nodes of this process.
+    config& local_network(const quorumkv::local_network& network) & {
+        detail::check(qkv_config_set_local_network(p_, network.handle()));
+        return *this;
+    }
+    /// The same on a temporary config (returned as an rvalue, so it can be moved on).
+    config&& local_network(const quorumkv::local_network& network) && { return std::move(local_network(network)); }
 
     using unique_handle::handle;
 };

@@ -51,6 +51,7 @@ from ._native import (
     KeyValue,
     Lease,
     LeaseTimeToLive,
+    LocalNetwork,
     Member,
     Op,
     PutResult,
@@ -64,6 +65,7 @@ __version__: str = _native.version()
 
 __all__ = [
     "Node",
+    "LocalNetwork",
     "Watch",
     "Lease",
     "Compare",

@@ -3,7 +3,7 @@
 import asyncio
 import os
 from types import TracebackType
-from typing import Any, Generic, Iterator, Literal, Mapping, Optional, Sequence, Tuple, TypeVar, Union, final
+from typing import Any, Generic, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, TypeVar, Union, final
 
 _T = TypeVar("_T")
 _Bytes = Union[bytes, bytearray, str]
@@ -332,6 +332,17 @@ class Lease:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+class LocalNetwork:
+    """Nodes of this process that reach each other through memory instead of loopback
+    TCP: give the same network to each (``Node(..., local_network=net)``)."""
+
+    def __init__(self) -> None: ...
+    def addresses(self) -> List[str]:
+        """The peer addresses of the running nodes on the network, sorted."""
+    @property
+    def deliveries(self) -> int:
+        """How many times a node reached another through the network so far."""
+
 class Node:
     """A quorumkv node hosted in this process (see ``quorumkv.Node``)."""
 
@@ -356,6 +367,7 @@ class Node:
         max_txn_ops: Optional[int] = None,
         cache_size_bytes: Optional[int] = None,
         watch_progress_notify_interval_ms: Optional[int] = None,
+        local_network: Optional["LocalNetwork"] = None,
     ) -> None: ...
     def start(self) -> "Node": ...
     def stop(self) -> None: ...

@@ -51,6 +51,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime_without_lifo_slot, m)?)?;
     m.add_function(wrap_pyfunction!(bench::bench_rust, m)?)?;
     m.add_class::<node::PyNode>()?;
+    m.add_class::<node::PyLocalNetwork>()?;
     m.add_class::<watch::PyWatch>()?;
     m.add_class::<lease::PyLease>()?;
     m.add_class::<aio::Completer>()?;

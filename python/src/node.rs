@@ -24,6 +24,34 @@ struct Running {
     server: Option<ClientServer>,
 }
 
+/// Nodes of this process that reach each other through memory instead of loopback TCP:
+/// give the same network to each of them (`Node(..., local_network=net)`). Thread-safe.
+#[pyclass(module = "quorumkv._native", name = "LocalNetwork", frozen)]
+pub struct PyLocalNetwork(q::LocalNetwork);
+
+#[pymethods]
+impl PyLocalNetwork {
+    #[new]
+    fn new() -> Self {
+        PyLocalNetwork(q::LocalNetwork::new())
+    }
+
+    /// The peer addresses of the running nodes on the network, sorted.
+    fn addresses(&self) -> Vec<String> {
+        self.0.addresses()
+    }
+
+    /// How many times a node reached another through the network so far.
+    #[getter]
+    fn deliveries(&self) -> u64 {
+        self.0.deliveries()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("LocalNetwork(addresses={:?}, deliveries={})", self.0.addresses(), self.0.deliveries())
+    }
+}
+
 /// A quorumkv node hosted in this process. Thread-safe: share it between threads.
 #[pyclass(module = "quorumkv._native", name = "Node", subclass, frozen)]
 pub struct PyNode {
@@ -104,7 +132,7 @@ impl PyNode {
         advertise_client_addrs=None, cluster_token=None, join_as_learner=Flag(false), heartbeat_interval_ms=None,
         election_timeout_ms=None, request_timeout_ms=None, snapshot_threshold_entries=None,
         snapshot_logs_to_keep=None, max_request_bytes=None, max_txn_ops=None, cache_size_bytes=None,
-        watch_progress_notify_interval_ms=None))]
+        watch_progress_notify_interval_ms=None, local_network=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -126,6 +154,7 @@ impl PyNode {
         max_txn_ops: Option<UInt>,
         cache_size_bytes: Option<UInt>,
         watch_progress_notify_interval_ms: Option<UInt>,
+        local_network: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut c = q::NodeConfig::new(name.0, path_arg(py, data_dir)?, peer_addr.0);
         c.bootstrap = match (initial_cluster, join) {
@@ -160,6 +189,12 @@ impl PyNode {
         }
         if let Some(v) = max_txn_ops {
             c.max_txn_ops = v.0 as usize;
+        }
+        if let Some(net) = local_network.filter(|n| !n.is_none()) {
+            let net = net
+                .cast::<PyLocalNetwork>()
+                .map_err(|_| invalid_type(py, "local_network must be a quorumkv.LocalNetwork"))?;
+            c.local_network = Some(net.get().0.clone());
         }
         guard(py, || c.validate())?;
         Ok(PyNode { config: c, client_addr, running: Mutex::new(Running::default()) })

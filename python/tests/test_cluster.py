@@ -406,6 +406,35 @@ def test_leader_change_when_leader_stops(cluster: Cluster) -> None:
     assert old.id in {m.id for m in new.members()}
 
 
+def test_nodes_on_a_local_network(tmp_path: Path) -> None:
+    net = quorumkv.LocalNetwork()
+    addrs = {f"n{i + 1}": f"127.0.0.1:{p}" for i, p in enumerate(free_ports(3))}
+    nodes = [
+        quorumkv.Node(name, tmp_path / name, addr, initial_cluster=addrs, local_network=net, **FAST)
+        for name, addr in addrs.items()
+    ]
+    try:
+        for n in nodes:
+            n.start()
+        assert net.addresses() == sorted(addrs.values())
+        before = net.deliveries
+        # Writes and linearizable reads through every node, followers included.
+        for i, n in enumerate(nodes):
+            n.put(f"local{i}", str(i))
+        for n in nodes:
+            assert n.range("local", prefix=True).count == 3
+        assert net.deliveries > before
+        assert "deliveries=" in repr(net)
+        nodes[0].stop()
+        assert len(net.addresses()) == 2
+    finally:
+        for n in nodes:
+            n.stop()
+    assert net.addresses() == []
+    with pytest.raises(quorumkv.InvalidTypeError):
+        quorumkv.Node("x", tmp_path / "x", "127.0.0.1:1", local_network="not a network")  # type: ignore[arg-type]
+
+
 def test_client_port_serves_etcd_api(tmp_path: Path) -> None:
     peer, client = free_ports(2)
     n = quorumkv.Node("etcd", tmp_path / "etcd", f"127.0.0.1:{peer}", client_addr=f"127.0.0.1:{client}", **FAST)

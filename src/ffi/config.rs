@@ -3,10 +3,11 @@
 
 use std::ffi::c_char;
 
-use super::{boundary, out_arg, text_arg, Failure, FfiResult};
+use super::{boundary, out_arg, ref_arg, text_arg, Failure, FfiResult};
 use crate::ffi::qkv_result;
 use crate::node::{Bootstrap, NodeConfig};
 use crate::tls::TlsFiles;
+use crate::LocalNetwork;
 
 /// A node configuration under construction (opaque). Create it with `qkv_config_new`,
 /// set what differs from etcd's defaults, pass it to `qkv_node_start` (which copies it:
@@ -96,6 +97,70 @@ pub unsafe extern "C" fn qkv_config_new(
 pub unsafe extern "C" fn qkv_config_free(config: *mut qkv_config) {
     // SAFETY: NULL or an object of this type from this library, freed once.
     unsafe { super::free_boxed(config) }
+}
+
+/// Nodes of this process that reach each other through memory instead of loopback TCP
+/// (opaque). Give the same network to the config of each node this process hosts
+/// (`qkv_config_set_local_network`): their Raft messages and forwarded requests then skip
+/// encoding, HTTP/2 and sockets. Every node still serves its peer port, so nodes in other
+/// processes reach it over TCP; nodes with peer TLS do not use the network.
+///
+/// Ownership: create with `qkv_local_network_new`, free with `qkv_local_network_free`.
+/// Configs and nodes keep their own reference: the network may be freed while nodes on
+/// it run, and they keep using it. Thread-safety: usable from any thread at once.
+pub struct qkv_local_network {
+    network: LocalNetwork,
+}
+
+/// Creates an empty local network.
+///
+/// Errors: `QKV_NULL_PARAMETER` (`out`). On success `*out` owns the new network.
+#[no_mangle]
+pub unsafe extern "C" fn qkv_local_network_new(out: *mut *mut qkv_local_network) -> qkv_result {
+    boundary(None, || {
+        // SAFETY: a writable out-pointer, per the contract.
+        let out = unsafe { out_arg(out, "out") }?;
+        *out = Box::into_raw(Box::new(qkv_local_network { network: LocalNetwork::new() }));
+        Ok(())
+    })
+}
+
+/// Frees a local network (nodes on it keep theirs). NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn qkv_local_network_free(network: *mut qkv_local_network) {
+    // SAFETY: NULL or an object of this type from this library, freed once.
+    unsafe { super::free_boxed(network) }
+}
+
+/// How many times a node reached another through the network so far (a Raft message, a
+/// replication stream opened or a forwarded request), into `*out`.
+///
+/// Errors: `QKV_NULL_PARAMETER`.
+#[no_mangle]
+pub unsafe extern "C" fn qkv_local_network_deliveries(network: *const qkv_local_network, out: *mut u64) -> qkv_result {
+    boundary(None, || {
+        // SAFETY: a network from `qkv_local_network_new` and a writable out-pointer.
+        let (network, out) = unsafe { (ref_arg(network, "network")?, out_arg(out, "out")?) };
+        *out = network.network.deliveries();
+        Ok(())
+    })
+}
+
+/// Puts the node on `network` (shared with other nodes of this process; see
+/// `qkv_local_network`). NULL `network`: every peer over TCP (the default).
+///
+/// Errors: `QKV_NULL_PARAMETER` (`config`).
+#[no_mangle]
+pub unsafe extern "C" fn qkv_config_set_local_network(
+    config: *mut qkv_config,
+    network: *const qkv_local_network,
+) -> qkv_result {
+    boundary(None, || {
+        // SAFETY: per the contract; `network` is NULL or from `qkv_local_network_new`.
+        let (config, network) = unsafe { (config_arg(config)?, network.as_ref()) };
+        config.node.local_network = network.map(|n| n.network.clone());
+        Ok(())
+    })
 }
 
 /// Static bootstrap: adds one member (`name`, `peer_addr`) of the initial cluster. Every

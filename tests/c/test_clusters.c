@@ -1,5 +1,6 @@
-/* Five independent nodes in one C process: a 3-node cluster (static bootstrap) and a
- * 2-node cluster (one node, then a second joining through it). The 3-node cluster
+/* Independent nodes in one C process: a 3-node cluster (static bootstrap), a 2-node
+ * cluster (one node, then a second joining through it), and at the end a 3-node cluster
+ * on a local network. The 3-node cluster
  * loses its leader: a new one is elected, every key survives, and the stopped node
  * restarts from its data dir and catches up. */
 #include "quorumkv.h"
@@ -133,6 +134,41 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3; i++) qkv_node_free(a[i]);
     qkv_node_free(b1);
     qkv_node_free(b2);
+
+    /* cluster C: three nodes on one local network (in memory); the network is freed while
+     * they run, which they survive (each holds its own reference) */
+    static const char *cnames[3] = {"c1", "c2", "c3"};
+    static const char *cpeers[3] = {"127.0.0.1:27441", "127.0.0.1:27442", "127.0.0.1:27443"};
+    qkv_local_network *net = NULL;
+    OK(qkv_local_network_new(&net));
+    CHECK(qkv_local_network_new(NULL) == QKV_NULL_PARAMETER);
+    qkv_node *c[3] = {NULL, NULL, NULL};
+    for (int i = 2; i >= 0; i--) {
+        qkv_config *cfg = config(argv[1], cnames[i], cpeers[i]);
+        for (int j = 0; j < 3; j++) OK(qkv_config_add_initial_member(cfg, cnames[j], cpeers[j]));
+        OK(qkv_config_set_local_network(cfg, net));
+        CHECK(qkv_config_set_local_network(NULL, net) == QKV_NULL_PARAMETER);
+        OK(qkv_node_start(cfg, &c[i]));
+        qkv_config_free(cfg);
+    }
+    if (!c[0] || !c[1] || !c[2]) return 1;
+    uint64_t before = 0, after = 0;
+    OK(qkv_local_network_deliveries(net, &before));
+    for (int i = 0; i < 3; i++) {
+        int n = snprintf(key, sizeof key, "c%d", i);
+        OK(qkv_put(c[i], (const uint8_t *)key, (size_t)n, (const uint8_t *)"1", 1, NULL, NULL, NULL));
+    }
+    OK(qkv_local_network_deliveries(net, &after));
+    CHECK(after > before);
+    CHECK(qkv_local_network_deliveries(NULL, &after) == QKV_NULL_PARAMETER);
+    qkv_local_network_free(net);
+    qkv_local_network_free(NULL);
+    for (int i = 0; i < 3; i++) {
+        OK(qkv_range(c[i], (const uint8_t *)"c", 1, NULL, 0, &all, &r));
+        CHECK(qkv_kvs_len(r) == 3);
+        qkv_kvs_free(r);
+    }
+    for (int i = 0; i < 3; i++) qkv_node_free(c[i]);
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures ? 1 : 0;
 }

@@ -862,6 +862,26 @@ static void test_cluster() {
     CHECK(a[li].range("", {}, ser).size() == 31);
 }
 
+static void test_local_network() {
+    static const char* names[3] = {"l1", "l2", "l3"};
+    static const char* peers[3] = {"127.0.0.1:27541", "127.0.0.1:27542", "127.0.0.1:27543"};
+    std::vector<q::node> c(3);
+    uint64_t before = 0;
+    {
+        q::local_network net;
+        for (int i = 2; i >= 0; i--) {
+            q::config cfg = node_config(names[i], peers[i]).local_network(net);
+            for (int j = 0; j < 3; j++) cfg.initial_member(names[j], peers[j]);
+            c[i] = q::node(std::move(cfg));
+        }
+        before = net.deliveries();
+        for (int i = 0; i < 3; i++) c[i].put("c" + std::to_string(i), "1");  // followers forward in memory
+        CHECK(net.deliveries() > before);
+    }  // the network is freed; the nodes keep theirs
+    c[0].put("c-after", "1");
+    for (int i = 0; i < 3; i++) CHECK(c[i].range("c", {}, prefix_opts()).size() == 4);
+}
+
 static void test_join() {
     q::node b1(node_config("b1", "127.0.0.1:27531"));
     q::node b2(node_config("b2", "127.0.0.1:27532").join_peer("127.0.0.1:27531").join_as_learner());
@@ -898,6 +918,7 @@ int main(int argc, char** argv) {
     SECTION("single node", test_single_node());
     SECTION("cluster", test_cluster());
     SECTION("join", test_join());
+    SECTION("local network", test_local_network());
     if (own_dir) std::filesystem::remove_all(base_dir);
     std::printf("%d passed, %d failed\n", checks - failures, failures);
     return failures ? 1 : 0;
