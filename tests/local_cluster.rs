@@ -1,6 +1,7 @@
 //! `quorumkv local`: a whole cluster in one process on etcd's local-cluster ports. It
 //! serves etcd's API on all three client ports, stops cleanly on Ctrl-C (SIGINT) and
-//! finds its data again when started on the same directory.
+//! finds its data again when started on the same directory. Hosted in-process
+//! (`LocalCluster`), its nodes share one local network.
 //!
 //! The only test in this binary: it takes the fixed ports 2379/22379/32379 and
 //! 12380/22380/32380, and cargo runs test binaries one after another.
@@ -101,4 +102,24 @@ async fn local_cluster_serves_stops_and_restarts() {
         assert_eq!(resp.count, 3, "{ep} lost keys across the restart");
     }
     again.interrupt();
+
+    // The same cluster hosted by this test (`LocalCluster`, what `quorumkv local` runs):
+    // its nodes share one local network, and requests sent to followers reach the leader
+    // through it.
+    let cluster = quorumkv::local::LocalCluster::start(dir.path(), 3, |_| {}).await.unwrap();
+    let nodes = cluster.nodes();
+    let network = nodes[0].config().local_network.clone().expect("a local cluster's nodes share a network");
+    assert_eq!(network.addresses(), ["127.0.0.1:12380", "127.0.0.1:22380", "127.0.0.1:32380"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes.iter().all(|n| n.leader().is_some()) {
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = network.deliveries();
+    for (i, n) in nodes.iter().enumerate() {
+        n.put(quorumkv::PutRequest::new(format!("k{i}"), "again")).await.unwrap();
+    }
+    assert!(network.deliveries() > before, "followers' puts went through the network");
+    cluster.stop().await.unwrap();
+    assert!(network.addresses().is_empty());
 }
