@@ -531,11 +531,17 @@ enum qkv_result qkv_local_network_new(struct qkv_local_network **out);
 void qkv_local_network_free(struct qkv_local_network *network);
 
 // How many times a node reached another through the network so far (a Raft message, a
-// replication stream opened or a forwarded request), into `*out`.
+// replication stream opened, one per heartbeat too, or a forwarded request), into `*out`.
 //
 // Errors: `QKV_NULL_PARAMETER`.
 enum qkv_result qkv_local_network_deliveries(const struct qkv_local_network *network,
                                              uint64_t *out);
+
+// How many client requests a node forwarded to another (its leader) through the
+// network so far (also counted by `qkv_local_network_deliveries`), into `*out`.
+//
+// Errors: `QKV_NULL_PARAMETER`.
+enum qkv_result qkv_local_network_forwarded(const struct qkv_local_network *network, uint64_t *out);
 
 // Puts the node on `network` (shared with other nodes of this process; see
 // `qkv_local_network`). NULL `network`: every peer over TCP (the default).

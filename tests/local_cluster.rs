@@ -115,11 +115,11 @@ async fn local_cluster_serves_stops_and_restarts() {
         assert!(Instant::now() < deadline, "no leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let before = network.deliveries();
+    let before = network.forwarded();
     for (i, n) in nodes.iter().enumerate() {
         n.put(quorumkv::PutRequest::new(format!("k{i}"), "again")).await.unwrap();
     }
-    assert!(network.deliveries() > before, "followers' puts went through the network");
+    assert!(network.forwarded() > before, "the followers' puts went through the network");
     cluster.stop().await.unwrap();
     assert!(network.addresses().is_empty());
 }

@@ -715,14 +715,22 @@ public:
     local_network() { detail::check(qkv_local_network_new(&p_)); }
     // Moves as detail::unique_handle.
 
-    /// How many times a node reached another through the network so far.
+    /// How many times a node reached another through the network so far (Raft messages,
+    /// heartbeats included, and forwarded requests).
     uint64_t deliveries() const {
         uint64_t n = 0;
         detail::check(qkv_local_network_deliveries(p_, &n));
         return n;
     }
+    /// How many client requests a node forwarded to its leader through the network so far.
+    uint64_t forwarded() const {
+        uint64_t n = 0;
+        detail::check(qkv_local_network_forwarded(p_, &n));
+        return n;
+    }
 
     using unique_handle::handle;
+    using unique_handle::operator bool;
 };
 
 /// A node configuration (qkv_config). Fluent: every setter returns the config (an lvalue
@@ -857,7 +865,9 @@ public:
         return std::move(client_tls(cert_file, key_file, trusted_ca_file, client_cert_auth));
     }
     /// Puts the node on `network`, shared with other nodes of this process.
+    /// Throws error(QKV_NULL_PARAMETER) for a moved-from network.
     config& local_network(const quorumkv::local_network& network) & {
+        if (!network.handle()) throw error(QKV_NULL_PARAMETER, "local network is empty (moved from)");
         detail::check(qkv_config_set_local_network(p_, network.handle()));
         return *this;
     }

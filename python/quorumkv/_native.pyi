@@ -341,7 +341,11 @@ class LocalNetwork:
         """The peer addresses of the running nodes on the network, sorted."""
     @property
     def deliveries(self) -> int:
-        """How many times a node reached another through the network so far."""
+        """How many times a node reached another through the network so far (Raft
+        messages, heartbeats included, and forwarded requests)."""
+    @property
+    def forwarded(self) -> int:
+        """How many client requests a node forwarded to its leader through the network."""
 
 class Node:
     """A quorumkv node hosted in this process (see ``quorumkv.Node``)."""

@@ -41,14 +41,26 @@ impl PyLocalNetwork {
         self.0.addresses()
     }
 
-    /// How many times a node reached another through the network so far.
+    /// How many times a node reached another through the network so far (Raft messages,
+    /// heartbeats included, and forwarded requests).
     #[getter]
     fn deliveries(&self) -> u64 {
         self.0.deliveries()
     }
 
+    /// How many client requests a node forwarded to its leader through the network so far.
+    #[getter]
+    fn forwarded(&self) -> u64 {
+        self.0.forwarded()
+    }
+
     fn __repr__(&self) -> String {
-        format!("LocalNetwork(addresses={:?}, deliveries={})", self.0.addresses(), self.0.deliveries())
+        format!(
+            "LocalNetwork(addresses={:?}, deliveries={}, forwarded={})",
+            self.0.addresses(),
+            self.0.deliveries(),
+            self.0.forwarded()
+        )
     }
 }
 

@@ -133,7 +133,7 @@ pub unsafe extern "C" fn qkv_local_network_free(network: *mut qkv_local_network)
 }
 
 /// How many times a node reached another through the network so far (a Raft message, a
-/// replication stream opened or a forwarded request), into `*out`.
+/// replication stream opened, one per heartbeat too, or a forwarded request), into `*out`.
 ///
 /// Errors: `QKV_NULL_PARAMETER`.
 #[no_mangle]
@@ -142,6 +142,20 @@ pub unsafe extern "C" fn qkv_local_network_deliveries(network: *const qkv_local_
         // SAFETY: a network from `qkv_local_network_new` and a writable out-pointer.
         let (network, out) = unsafe { (ref_arg(network, "network")?, out_arg(out, "out")?) };
         *out = network.network.deliveries();
+        Ok(())
+    })
+}
+
+/// How many client requests a node forwarded to another (its leader) through the
+/// network so far (also counted by `qkv_local_network_deliveries`), into `*out`.
+///
+/// Errors: `QKV_NULL_PARAMETER`.
+#[no_mangle]
+pub unsafe extern "C" fn qkv_local_network_forwarded(network: *const qkv_local_network, out: *mut u64) -> qkv_result {
+    boundary(None, || {
+        // SAFETY: a network from `qkv_local_network_new` and a writable out-pointer.
+        let (network, out) = unsafe { (ref_arg(network, "network")?, out_arg(out, "out")?) };
+        *out = network.network.forwarded();
         Ok(())
     })
 }

@@ -106,7 +106,7 @@ impl Node {
         timeout: Duration,
     ) -> Result<ForwardReply, SendError> {
         let payload = encode(req);
-        let local = self.inner.local_network().and_then(|n| n.get(addr));
+        let local = self.inner.local_network().and_then(|n| n.forward_to(addr));
         let reply = match local {
             // A node of this process: handed over in memory, still encoded (the handler
             // is shared with the gRPC path, and requests are small next to their work).

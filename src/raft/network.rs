@@ -155,6 +155,7 @@ pub(crate) type AddressBook = Arc<std::sync::RwLock<std::collections::BTreeMap<u
 pub struct LocalNetwork {
     nodes: Arc<std::sync::RwLock<HashMap<String, PeerService>>>,
     deliveries: Arc<AtomicU64>,
+    forwarded: Arc<AtomicU64>,
 }
 
 impl LocalNetwork {
@@ -171,9 +172,16 @@ impl LocalNetwork {
     }
 
     /// How many times a node reached another through the network so far: a Raft RPC, a
-    /// replication stream opened (one carries many appends) or a forwarded request.
+    /// replication stream opened (openraft opens one per heartbeat too, so an idle
+    /// cluster's count grows with its heartbeats) or a forwarded request.
     pub fn deliveries(&self) -> u64 {
         self.deliveries.load(Ordering::Relaxed)
+    }
+
+    /// How many client requests a node forwarded to another (its leader) through the
+    /// network so far; also counted in [`deliveries`](Self::deliveries).
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
     }
 
     pub(crate) fn join(&self, addr: &str, service: PeerService) {
@@ -196,6 +204,15 @@ impl LocalNetwork {
         }
         node
     }
+
+    /// The node at `addr` to forward a client request to, counted as one.
+    pub(crate) fn forward_to(&self, addr: &str) -> Option<PeerService> {
+        let node = self.get(addr);
+        if node.is_some() {
+            self.forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+        node
+    }
 }
 
 impl std::fmt::Debug for LocalNetwork {
@@ -203,6 +220,7 @@ impl std::fmt::Debug for LocalNetwork {
         f.debug_struct("LocalNetwork")
             .field("nodes", &self.addresses())
             .field("deliveries", &self.deliveries())
+            .field("forwarded", &self.forwarded())
             .finish()
     }
 }
@@ -841,7 +859,20 @@ impl PeerService {
     {
         self.check_cluster(sender_cluster.load(Ordering::Acquire))?;
         let (local, contact) = (self.cluster_id.clone(), self.leader_contact.clone());
+        // openraft moves the requests into a task of this node that waits for the next
+        // one. Over gRPC the connection's end ends them; here they end when this node
+        // stops or the sender drops the results (`dropped` closes with them), so that task
+        // does not keep waiting on the sender's replication state.
+        let (results_alive, dropped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = self.stopped();
+        let ended = async move {
+            tokio::select! {
+                _ = dropped => {}
+                _ = stopped => {}
+            }
+        };
         let requests = input
+            .take_until(ended)
             .take_while(move |_| {
                 let (remote, local) = (sender_cluster.load(Ordering::Acquire), local.load(Ordering::Acquire));
                 futures::future::ready(remote == 0 || local == 0 || remote == local)
@@ -851,7 +882,10 @@ impl PeerService {
         // 2024), though it holds none; only a trait object lets it outlive `raft`.
         let raft = self.raft().map_err(|_| Error::Stopped)?;
         let results = raft.stream_append(requests).take_until(self.stopped());
-        Ok(Box::pin(results.map(|r| r.map_err(|f| Error::Fatal(f.to_string())))))
+        Ok(Box::pin(results.map(move |r| {
+            let _ = &results_alive; // Dropped with the results stream.
+            r.map_err(|f| Error::Fatal(f.to_string()))
+        })))
     }
 
     /// A client request forwarded by a node of this process on the same [`LocalNetwork`]
@@ -860,7 +894,20 @@ impl PeerService {
         if let Err(e) = self.check_cluster(cluster_id) {
             return encode(&Err::<(), Error>(e));
         }
-        self.forward.handle(payload, None).await
+        // In a task of its own, as a request over gRPC is: a handler that forwards again
+        // (a join relayed while two nodes still disagree on the leader) must not nest on
+        // the caller's stack. Aborted if the caller gives up (its timeout).
+        struct AbortOnDrop(tokio::task::JoinHandle<Vec<u8>>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let mut task = AbortOnDrop(tokio::spawn(self.forward.handle(payload, None)));
+        match (&mut task.0).await {
+            Ok(reply) => reply,
+            Err(e) => encode(&Err::<(), Error>(Error::internal(e))),
+        }
     }
 }
 

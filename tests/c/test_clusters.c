@@ -152,15 +152,18 @@ int main(int argc, char **argv) {
         qkv_config_free(cfg);
     }
     if (!c[0] || !c[1] || !c[2]) return 1;
-    uint64_t before = 0, after = 0;
-    OK(qkv_local_network_deliveries(net, &before));
+    uint64_t before = 0, after = 0, deliveries = 0;
+    OK(qkv_local_network_forwarded(net, &before));
     for (int i = 0; i < 3; i++) {
         int n = snprintf(key, sizeof key, "c%d", i);
         OK(qkv_put(c[i], (const uint8_t *)key, (size_t)n, (const uint8_t *)"1", 1, NULL, NULL, NULL));
     }
-    OK(qkv_local_network_deliveries(net, &after));
-    CHECK(after > before);
+    OK(qkv_local_network_forwarded(net, &after));
+    CHECK(after > before); /* the followers' puts reached the leader through the network */
+    OK(qkv_local_network_deliveries(net, &deliveries));
+    CHECK(deliveries >= after);
     CHECK(qkv_local_network_deliveries(NULL, &after) == QKV_NULL_PARAMETER);
+    CHECK(qkv_local_network_forwarded(net, NULL) == QKV_NULL_PARAMETER);
     qkv_local_network_free(net);
     qkv_local_network_free(NULL);
     for (int i = 0; i < 3; i++) {

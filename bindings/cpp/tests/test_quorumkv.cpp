@@ -874,9 +874,12 @@ static void test_local_network() {
             for (int j = 0; j < 3; j++) cfg.initial_member(names[j], peers[j]);
             c[i] = q::node(std::move(cfg));
         }
-        before = net.deliveries();
+        before = net.forwarded();
         for (int i = 0; i < 3; i++) c[i].put("c" + std::to_string(i), "1");  // followers forward in memory
-        CHECK(net.deliveries() > before);
+        CHECK(net.forwarded() > before);
+        CHECK(net.deliveries() >= net.forwarded());
+        q::local_network moved = std::move(net);
+        THROWS(node_config("l9", "127.0.0.1:27549").local_network(net), QKV_NULL_PARAMETER);
     }  // the network is freed; the nodes keep theirs
     c[0].put("c-after", "1");
     for (int i = 0; i < 3; i++) CHECK(c[i].range("c", {}, prefix_opts()).size() == 4);
