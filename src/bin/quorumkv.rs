@@ -75,8 +75,9 @@ OPTIONS:
     -h, --help          print this help
 
 Members are infra1, infra2, ... with client ports 2379, 22379, 32379, ... and peer ports
-12380, 22380, 32380, ... (etcd's local-cluster layout). Ctrl-C stops the cluster; starting
-again on the same directory brings it back with its data.
+12380, 22380, 32380, ... (etcd's local-cluster layout). The members talk to each other in
+memory; their peer ports still take members from elsewhere. Ctrl-C stops the cluster;
+starting again on the same directory brings it back with its data.
 ";
 
 struct Args {
