@@ -398,9 +398,22 @@ mod tests {
     /// A failed round fails every read it serves; the next read starts a fresh round.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_round_fails_its_reads_only() {
+        // One round function for both reads, as every caller of a batcher passes an
+        // equivalent one: the second read may be served by the task the first started
+        // (with the first's function), so two different functions made this test racy.
         let batcher = Arc::new(ReadIndexBatcher::default());
-        let fail = || async { Err::<u64, _>(Error::NoLeader) };
-        assert!(matches!(batcher.read_index(fail).await, Err(Error::NoLeader)));
-        assert_eq!(batcher.read_index(|| async { Ok(7) }).await.unwrap(), 7);
+        let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let round = move || {
+            let n = rounds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(Error::NoLeader)
+                } else {
+                    Ok(7)
+                }
+            }
+        };
+        assert!(matches!(batcher.read_index(round.clone()).await, Err(Error::NoLeader)));
+        assert_eq!(batcher.read_index(round).await.unwrap(), 7, "a fresh round, not the failed one's answer");
     }
 }
