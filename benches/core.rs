@@ -261,7 +261,7 @@ async fn main() {
         let local = network.is_some();
         let nodes = cluster_on(sub.path(), n, network).await;
         let l = leader(&nodes);
-        let n = match (n, local) {
+        let label = match (n, local) {
             (1, _) => "1 node".to_string(),
             (n, false) => format!("{n} nodes, TCP"),
             (n, true) => format!("{n} nodes, local network"),
@@ -269,25 +269,25 @@ async fn main() {
         let lat = sequential_puts(&l, seq).await;
         let p50 = percentile(&lat, 0.5);
         println!(
-            "| {n}: sequential put latency p50 / p99 | {} / {} ({:.1}x one fdatasync) |",
+            "| {label}: sequential put latency p50 / p99 | {} / {} ({:.1}x one fdatasync) |",
             ms(p50),
             ms(percentile(&lat, 0.99)),
             p50.as_secs_f64() / fsync.as_secs_f64()
         );
         for writers in [1u64, 16, 64] {
             let ops = concurrent_puts(&l, writers, secs).await;
-            println!("| {n}: puts/s with {writers} writers | {ops:.0} |");
+            println!("| {label}: puts/s with {writers} writers | {ops:.0} |");
         }
-        if n == "1 node" {
+        if n == 1 {
             for threads in [1, 16] {
                 let gets = serializable_gets(&l, threads, seq, secs);
                 println!("| serializable get, {threads} thread(s) | {gets:.0}/s |");
             }
         }
         let lin = linearizable_gets(&l, 16, seq, secs).await;
-        println!("| {n}: linearizable get, 16 readers | {lin:.0}/s |");
+        println!("| {label}: linearizable get, 16 readers | {lin:.0}/s |");
         let s = l.status().unwrap();
-        println!("| {n}: log fsyncs / appends during the run | {} / {} |", s.fsync_count, s.log_appends);
+        println!("| {label}: log fsyncs / appends during the run | {} / {} |", s.fsync_count, s.log_appends);
         stop(nodes).await;
     }
     let (rss_kib, cpu, cpu_one_down) = idle_processes(dir.path(), if quick { 3 } else { 10 });

@@ -7,15 +7,27 @@ use std::time::{Duration, Instant};
 use common::*;
 use quorumkv::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_node_takes_any_request_and_leader_stop_loses_nothing() {
-    any_node_takes_any_request(ClusterSpec::new(3)).await;
+/// Two tests of one scenario on a 3-node cluster: `$tcp` with the members talking over
+/// loopback TCP, `$local` with them on a local network (in memory).
+macro_rules! on_both_transports {
+    ($scenario:ident: $tcp:ident, $local:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $tcp() {
+            $scenario(ClusterSpec::new(3)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $local() {
+            $scenario(ClusterSpec::on_local_network(3)).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_node_takes_any_request_on_a_local_network() {
-    any_node_takes_any_request(ClusterSpec::on_local_network(3)).await;
-}
+on_both_transports!(
+    any_node_takes_any_request:
+    any_node_takes_any_request_and_leader_stop_loses_nothing,
+    any_node_takes_any_request_on_a_local_network
+);
 
 /// Writes and reads through every node, the leader stopped and restarted.
 async fn any_node_takes_any_request(spec: ClusterSpec) {
@@ -81,15 +93,11 @@ async fn any_node_takes_any_request(spec: ClusterSpec) {
     stop_all(nodes.iter().chain([&restarted])).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn whole_cluster_restart_keeps_every_key() {
-    whole_cluster_restart(ClusterSpec::new(3)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn whole_cluster_restart_keeps_every_key_on_a_local_network() {
-    whole_cluster_restart(ClusterSpec::on_local_network(3)).await;
-}
+on_both_transports!(
+    whole_cluster_restart:
+    whole_cluster_restart_keeps_every_key,
+    whole_cluster_restart_keeps_every_key_on_a_local_network
+);
 
 async fn whole_cluster_restart(spec: ClusterSpec) {
     let nodes = start_cluster(&spec).await;
@@ -111,16 +119,12 @@ async fn whole_cluster_restart(spec: ClusterSpec) {
     stop_all(&restarted).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lagging_follower_catches_up_by_snapshot() {
-    follower_catches_up_by_snapshot(ClusterSpec::new(3)).await;
-}
-
-/// On a local network the snapshot itself still travels over TCP.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lagging_follower_catches_up_by_snapshot_on_a_local_network() {
-    follower_catches_up_by_snapshot(ClusterSpec::on_local_network(3)).await;
-}
+// On a local network the snapshot itself still travels over TCP.
+on_both_transports!(
+    follower_catches_up_by_snapshot:
+    lagging_follower_catches_up_by_snapshot,
+    lagging_follower_catches_up_by_snapshot_on_a_local_network
+);
 
 async fn follower_catches_up_by_snapshot(spec: ClusterSpec) {
     let configs: Vec<NodeConfig> = (0..3)
@@ -179,16 +183,12 @@ async fn follower_catches_up_by_snapshot(spec: ClusterSpec) {
     stop_all(live).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn join_through_any_member_then_remove() {
-    joins_and_removals(ClusterSpec::new(3)).await;
-}
-
-/// The joining nodes use the network too (a join itself goes over the peer port).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn join_through_any_member_then_remove_on_a_local_network() {
-    joins_and_removals(ClusterSpec::on_local_network(3)).await;
-}
+// The joining nodes use the network too (a join itself goes over the peer port).
+on_both_transports!(
+    joins_and_removals:
+    join_through_any_member_then_remove,
+    join_through_any_member_then_remove_on_a_local_network
+);
 
 async fn joins_and_removals(spec: ClusterSpec) {
     let nodes = start_cluster(&spec).await;
@@ -582,19 +582,15 @@ async fn reads_that_need_no_wait_still_let_the_runtime_run() {
     n1.stop().await.unwrap();
 }
 
-/// Followers vouch for their leader's read index, for their own reads and the leader's,
-/// instead of the leader running a heartbeat round (3 voters). Clients on every member, while leadership moves and a
-/// leader is stopped like a crash and restarted: every key's history of puts and
-/// linearizable gets stays linearizable.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follower_reads_stay_linearizable_while_leaders_change() {
-    reads_stay_linearizable_while_leaders_change(ClusterSpec::new(3)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follower_reads_stay_linearizable_on_a_local_network() {
-    reads_stay_linearizable_while_leaders_change(ClusterSpec::on_local_network(3)).await;
-}
+// Followers vouch for their leader's read index, for their own reads and the leader's,
+// instead of the leader running a heartbeat round (3 voters). Clients on every member,
+// while leadership moves and a leader is stopped like a crash and restarted: every key's
+// history of puts and linearizable gets stays linearizable.
+on_both_transports!(
+    reads_stay_linearizable_while_leaders_change:
+    follower_reads_stay_linearizable_while_leaders_change,
+    follower_reads_stay_linearizable_on_a_local_network
+);
 
 async fn reads_stay_linearizable_while_leaders_change(spec: ClusterSpec) {
     use common::linearizability::{check_register, Op, OpKind};
@@ -797,15 +793,11 @@ async fn local_network_members_and_a_tcp_member_form_one_cluster() {
     stop_all(&nodes).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_of_another_cluster_at_a_members_address_hears_nothing_of_it() {
-    foreign_node_at_a_members_address(ClusterSpec::new(3)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_of_another_cluster_at_a_members_address_hears_nothing_on_a_local_network() {
-    foreign_node_at_a_members_address(ClusterSpec::on_local_network(3)).await;
-}
+on_both_transports!(
+    foreign_node_at_a_members_address:
+    a_node_of_another_cluster_at_a_members_address_hears_nothing_of_it,
+    a_node_of_another_cluster_at_a_members_address_hears_nothing_on_a_local_network
+);
 
 /// A member stops and a node of another cluster takes its peer address: the cluster's
 /// leader keeps sending it appends and heartbeats, which it must refuse by cluster id.

@@ -550,6 +550,12 @@ fn snapshot_chunks(header: Envelope, file: tokio::fs::File) -> impl Stream<Item 
     first.chain(rest)
 }
 
+/// Whether a message from cluster `remote` may reach a node of cluster `local`: the same
+/// cluster, or either side does not know its cluster id yet (0).
+fn same_cluster(remote: u64, local: u64) -> bool {
+    remote == 0 || local == 0 || remote == local
+}
+
 /// Handles requests forwarded from followers (defined by the node layer).
 pub(crate) trait ForwardHandler: Send + Sync + 'static {
     /// Handles one encoded request and returns the encoded reply. `peer` is the sender as
@@ -777,7 +783,7 @@ impl PeerService {
 
     fn check_cluster(&self, remote: u64) -> Result<(), Error> {
         let local = self.cluster_id.load(Ordering::Acquire);
-        if remote != 0 && local != 0 && remote != local {
+        if !same_cluster(remote, local) {
             return Err(Error::ClusterMismatch { local, remote });
         }
         Ok(())
@@ -874,8 +880,10 @@ impl PeerService {
         let requests = input
             .take_until(ended)
             .take_while(move |_| {
-                let (remote, local) = (sender_cluster.load(Ordering::Acquire), local.load(Ordering::Acquire));
-                futures::future::ready(remote == 0 || local == 0 || remote == local)
+                futures::future::ready(same_cluster(
+                    sender_cluster.load(Ordering::Acquire),
+                    local.load(Ordering::Acquire),
+                ))
             })
             .inspect(move |_| contact.touch());
         // Boxed: the stream captures the borrow of `raft` in its type (openraft is edition
@@ -925,10 +933,7 @@ impl Peer for PeerService {
         // Requests from another cluster (or undecodable) end the stream.
         let requests = incoming.take_while(move |item| {
             let ok = match item {
-                Ok(env) => {
-                    let l = local.load(Ordering::Acquire);
-                    env.cluster_id == 0 || l == 0 || env.cluster_id == l
-                }
+                Ok(env) => same_cluster(env.cluster_id, local.load(Ordering::Acquire)),
                 Err(_) => false,
             };
             futures::future::ready(ok)
