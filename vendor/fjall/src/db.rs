@@ -788,6 +788,10 @@ impl Database {
                 db.keyspace_id_counter
                     .fetch_max(highest_encountered_keyspace_id + 1);
 
+                // QUORUMKV PATCH: the replay truncated the journal to its valid entries;
+                // extend it again so later syncs stay inside pre-allocated space.
+                db.supervisor.journal.get_writer()?.restore_preallocation()?;
+
                 log::trace!(
                     "Set keyspace id counter to {}",
                     db.keyspace_id_counter.get(),

@@ -11,7 +11,7 @@ use lsm_tree::{CompressionType, SeqNo, ValueType};
 use std::{
     fs::{File, OpenOptions},
     hash::Hasher,
-    io::{BufWriter, Seek, Write},
+    io::{BufWriter, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
 };
 
@@ -147,6 +147,30 @@ impl Writer {
             compression: CompressionType::None,
             compression_threshold: 0,
         })
+    }
+
+    /// QUORUMKV PATCH: gives a recovered active journal its pre-allocated size again.
+    ///
+    /// `from_file` opens an existing journal for appending, and recovery then truncates
+    /// it to its last valid entry, so every later write extends the file and each
+    /// `fdatasync` must also write the file's new size (slower than a sync inside
+    /// pre-allocated space: see vendor/fjall/QUORUMKV-PATCH.md). Called once recovery
+    /// has replayed (and so truncated) the journal and before anything is written to it:
+    /// the file is extended to `PRE_ALLOCATED_BYTES` with zeros, as a new journal is,
+    /// and writing continues at the end of the valid entries. The zeros after them end
+    /// the next recovery's replay exactly as they do for a new journal.
+    pub fn restore_preallocation(&mut self) -> crate::Result<()> {
+        self.file.flush()?;
+        let valid_len = self.file.get_ref().metadata()?.len();
+        if valid_len >= PRE_ALLOCATED_BYTES {
+            return Ok(());
+        }
+        let mut file = OpenOptions::new().write(true).open(&self.path)?;
+        file.set_len(PRE_ALLOCATED_BYTES)?;
+        file.sync_all()?;
+        file.seek(SeekFrom::Start(valid_len))?;
+        self.file = BufWriter::with_capacity(JOURNAL_BUFFER_BYTES, file);
+        Ok(())
     }
 
     pub fn from_file<P: AsRef<Path>>(path: P) -> crate::Result<Self> {
