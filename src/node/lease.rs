@@ -131,7 +131,8 @@ impl Node {
 
     /// A lease's remaining and granted TTL, by the leader's clock (etcd
     /// `LeaseTimeToLive`); `ttl` is -1 when the lease does not exist or has expired.
-    /// With `keys`, also the keys attached to it.
+    /// With `keys`, also the keys attached to it, read linearizably: a key attached
+    /// through any member before this call is listed.
     pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
         let timeout = self.inner.config.request_timeout();
         let reply = self
@@ -140,11 +141,20 @@ impl Node {
         let ForwardReply::LeaseRemaining(remaining) = reply else {
             return Err(Error::internal("unexpected time-to-live reply"));
         };
-        let header = self.header(self.local_revision());
         let Some((ttl, granted_ttl)) = remaining else {
+            let header = self.header(self.local_revision());
             return Ok(LeaseTimeToLiveResponse { header, id, ttl: -1, ..Default::default() });
         };
-        let keys = if keys { self.running()?.store.lease_keys(id)? } else { Vec::new() };
+        let keys = if keys {
+            // The keys come from this node's store: wait until it has applied every write
+            // committed before this request (etcd answers from the leader's lessor), so a
+            // key attached through any member just before is listed.
+            self.read_barrier().await?;
+            self.running()?.store.lease_keys(id)?
+        } else {
+            Vec::new()
+        };
+        let header = self.header(self.local_revision());
         Ok(LeaseTimeToLiveResponse { header, id, ttl, granted_ttl, keys })
     }
 
