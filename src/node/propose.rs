@@ -179,6 +179,66 @@ mod tests {
         Pending { cmd: WriteCommand::Put(PutRequest::new("k", "v")), size_bytes, reply }
     }
 
+    /// A `send` that answers each write of a batch with "<batch size> writes from task
+    /// <id of the task that sent it>".
+    async fn tagging_send(batch: Vec<Pending>) {
+        let tag = format!("{} writes from task {:?}", batch.len(), tokio::task::try_id());
+        for p in batch {
+            let _ = p.reply.send(Ok(Err(Error::Internal(tag.clone()))));
+        }
+    }
+
+    fn tag_of(answer: Answer) -> String {
+        match answer {
+            Ok(Err(Error::Internal(tag))) => tag,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    fn put() -> WriteCommand {
+        WriteCommand::Put(PutRequest::new("k", "v"))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_write_goes_alone() {
+        let tag = tag_of(WriteQueue::default().submit(put(), 10, tagging_send).await);
+        assert!(tag.starts_with("1 writes"), "{tag}");
+    }
+
+    /// Writes queued while the first one's task yields go with it, in one batch sent by
+    /// a task of its own (no caller's task, whose cancellation would lose the others).
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_writes_go_as_one_batch_from_a_task_of_its_own() {
+        let queue = std::sync::Arc::new(WriteQueue::default());
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let q = queue.clone();
+                tokio::spawn(async move { (tag_of(q.submit(put(), 10, tagging_send).await), tokio::task::id()) })
+            })
+            .collect();
+        let mut tags = Vec::new();
+        for t in tasks {
+            let (tag, own) = t.await.unwrap();
+            assert!(!tag.ends_with(&format!("{:?}", Some(own))), "sent from a caller's task: {tag}");
+            tags.push(tag);
+        }
+        assert!(tags.iter().all(|t| t == &tags[0] && t.starts_with("3 writes")), "{tags:?}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_leader_dropped_while_gathering_still_sends_the_others() {
+        let queue = std::sync::Arc::new(WriteQueue::default());
+        // The leader queues its write and yields; a second write queues behind it.
+        let mut leader = Box::pin(queue.submit(put(), 10, tagging_send));
+        assert!(futures::poll!(&mut leader).is_pending());
+        let q = queue.clone();
+        let other = tokio::spawn(async move { tag_of(q.submit(put(), 10, tagging_send).await) });
+        tokio::task::yield_now().await; // the other write queues
+        drop(leader);
+        let tag = tokio::time::timeout(std::time::Duration::from_secs(5), other).await.unwrap().unwrap();
+        assert!(tag.starts_with("2 writes"), "{tag}");
+    }
+
     #[test]
     fn split_respects_write_and_byte_limits() {
         let sizes = |v: &Vec<Vec<Pending>>| v.iter().map(|b| b.len()).collect::<Vec<_>>();
