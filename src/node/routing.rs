@@ -107,12 +107,14 @@ impl Node {
     ) -> Result<ForwardReply, SendError> {
         let payload = encode(req);
         let local = self.inner.local_network().and_then(|n| n.forward_to(addr));
-        let reply = match local {
+        // The reply as `Bytes`: the gRPC payload is read where it arrived, not copied.
+        let reply: bytes::Bytes = match local {
             // A node of this process: handed over in memory, still encoded (the handler
             // is shared with the gRPC path, and requests are small next to their work).
             Some(peer) => tokio::time::timeout(timeout, peer.local_forward(self.cluster_id(), payload))
                 .await
-                .map_err(|_| SendError::Failed(Error::Timeout))?,
+                .map_err(|_| SendError::Failed(Error::Timeout))?
+                .into(),
             None => {
                 let mut client = peer_client(self.inner.peers.get(addr).map_err(SendError::Failed)?);
                 let env = pb::Envelope {
@@ -126,7 +128,7 @@ impl Node {
                         return Err(SendError::NotDelivered(format!("cannot reach {addr}: {}", status.message())))
                     }
                     Ok(Err(status)) => return Err(SendError::Lost(format!("{addr}: {status}"))),
-                    Ok(Ok(r)) => r.into_inner().payload.to_vec(),
+                    Ok(Ok(r)) => r.into_inner().payload,
                 }
             }
         };
