@@ -25,7 +25,7 @@ async fn incompatible_format_is_refused() {
     let err = Node::start(cfg.clone()).await.unwrap_err();
     assert!(matches!(&err, Error::DataDirIncompatible { found, .. } if found == "quorumkv-data-v999"), "{err}");
     // Nothing was changed: restoring the marker gives the data back.
-    std::fs::write(cfg.data_dir.join("FORMAT"), "quorumkv-data-v1\n").unwrap();
+    std::fs::write(cfg.data_dir.join("FORMAT"), "quorumkv-data-v2\n").unwrap();
     let n = Node::start(cfg).await.unwrap();
     assert_eq!(n.get("k").await.unwrap().unwrap().value, b"v");
     n.stop().await.unwrap();

@@ -1,8 +1,10 @@
 //! On-disk encodings of the MVCC keyspaces.
 //!
-//! - `kv`:   user key → [`LiveRecord`] (the latest state of every live key)
+//! - `kv`:   user key → [`KeyMeta`] (the revisions, version and lease of every live key;
+//!   its value is in `hist`, at its mod revision)
 //! - `hist`: `escape(user key) ++ 00 01 ++ revision(be64)` → [`HistRecord`] (every version,
-//!   tombstones included, until compaction removes it)
+//!   tombstones included, until compaction removes it; compaction always keeps a live
+//!   key's current version, so `kv` never points at a removed one)
 //! - `revs`: `revision(be64) ++ sub(be32)` → user key (the change log in revision order; the
 //!   watch hub replays history from it)
 //!
@@ -15,18 +17,29 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::mvcc::types::KeyValue;
 
-/// The latest state of a live key (the `kv` keyspace).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The latest state of a live key: its `kv` record ([`KeyMeta`]) with the value of its
+/// current version, read from `hist`. Each value is stored once, in `hist`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LiveRecord {
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
     pub lease: i64,
-    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
 impl LiveRecord {
+    /// `meta` with `value`.
+    pub fn of(meta: KeyMeta, value: Vec<u8>) -> Self {
+        LiveRecord {
+            create_revision: meta.create_revision,
+            mod_revision: meta.mod_revision,
+            version: meta.version,
+            lease: meta.lease,
+            value,
+        }
+    }
+
     pub fn meta(&self) -> KeyMeta {
         KeyMeta {
             create_revision: self.create_revision,
@@ -48,25 +61,16 @@ impl LiveRecord {
     }
 }
 
-/// A live key's revisions and lease without its value: what applying a write needs to
-/// know of the key's previous state unless the value itself is asked for. The applier
-/// keeps one per live key in memory (see `MvccStore::index`), as etcd keeps its key index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A live key's revisions and lease without its value: its `kv` record, and what applying
+/// a write needs to know of the key's previous state unless the value itself is asked
+/// for. The applier keeps one per live key in memory (see `MvccStore::index`), as etcd
+/// keeps its key index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct KeyMeta {
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
     pub lease: i64,
-}
-
-impl KeyMeta {
-    /// Reads the leading fields of an encoded [`LiveRecord`] (postcard writes the fields
-    /// in declaration order, and these four come first), without copying the value.
-    pub fn of_encoded_live(bytes: &[u8]) -> Result<Self> {
-        postcard::take_from_bytes(bytes)
-            .map(|(meta, _value)| meta)
-            .map_err(|e| Error::Storage(format!("corrupt kv record: {e}")))
-    }
 }
 
 /// One version of a key (the `hist` keyspace). The mod revision is in the key.
@@ -86,6 +90,11 @@ pub(crate) struct HistLive {
 }
 
 impl HistRecord {
+    /// The value of a version that is not a tombstone (a tombstone has none).
+    pub fn into_value(self) -> Option<Vec<u8>> {
+        self.live.map(|l| l.value)
+    }
+
     pub fn to_live(&self, mod_revision: i64) -> Option<LiveRecord> {
         self.live.as_ref().map(|l| LiveRecord {
             create_revision: l.create_revision,
@@ -251,17 +260,18 @@ mod tests {
         assert_eq!(hist.to_live(9), Some(live.clone()));
         let bytes = encode_into(&HistRecordRef::from_live(None), &mut buf).to_vec();
         assert_eq!(decode::<HistRecord>(&bytes, "hist").unwrap(), HistRecord { live: None });
-        assert_eq!(encode_into(&live, &mut buf), &encode(&live)[..]);
+        assert_eq!(encode_into(&live.meta(), &mut buf), &encode(&live.meta())[..]);
     }
 
     #[test]
-    fn key_meta_reads_the_head_of_a_live_record() {
+    fn a_kv_record_is_the_meta_alone() {
         let live =
             LiveRecord { create_revision: 3, mod_revision: -9, version: 1 << 40, lease: 77, value: vec![7; 300] };
-        assert_eq!(KeyMeta::of_encoded_live(&encode(&live)).unwrap(), live.meta());
-        let empty = LiveRecord { value: Vec::new(), ..live.clone() };
-        assert_eq!(KeyMeta::of_encoded_live(&encode(&empty)).unwrap(), live.meta());
-        assert!(matches!(KeyMeta::of_encoded_live(&[0x80]), Err(Error::Storage(_))));
+        let bytes = encode(&live.meta());
+        assert!(bytes.len() < 32, "no value in a kv record: {} bytes", bytes.len());
+        assert_eq!(decode::<KeyMeta>(&bytes, "kv").unwrap(), live.meta());
+        assert_eq!(LiveRecord::of(live.meta(), live.value.clone()), live);
+        assert!(matches!(decode::<KeyMeta>(&[0x80], "kv"), Err(Error::Storage(_))));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The format marker this build writes and reads.
-pub(crate) const FORMAT: &str = "quorumkv-data-v1";
+pub(crate) const FORMAT: &str = "quorumkv-data-v2";
 
 /// An exclusive lock on a data dir, released when dropped.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use super::codec::{decode_io, encode};
 use super::SnapshotMeta;
 use crate::mvcc::MvccKeyspaces;
 
-const MAGIC: &[u8; 8] = b"QKVSNAP\x01";
+const MAGIC: &[u8; 8] = b"QKVSNAP\x02";
 /// Bytes per fjall batch when loading.
 const LOAD_BATCH_BYTES: usize = 4 << 20;
 
