@@ -246,7 +246,7 @@ impl MvccStore {
             RangeResponse { header: ResponseHeader { revision, ..Default::default() }, ..Default::default() };
         if let Some((meta, value)) = found {
             // No batch committed during the reads, so a missing version is damage.
-            let rec = LiveRecord::of(meta, value.ok_or_else(|| missing_version(&req.key, meta))?);
+            let rec = LiveRecord::of(meta, value.ok_or_else(|| missing_version(&req.key, meta.mod_revision))?);
             resp.count = 1;
             // One key: any limit (negative means none) keeps it.
             if filters_pass(req, &rec) {
@@ -389,11 +389,10 @@ fn value_at(
 }
 
 /// The error for a `kv` record whose current version is not in `hist`.
-fn missing_version(key: &[u8], meta: KeyMeta) -> Error {
+fn missing_version(key: &[u8], mod_revision: i64) -> Error {
     Error::Storage(format!(
-        "the current version of key {:?} (revision {}) is missing from the history",
-        String::from_utf8_lossy(key),
-        meta.mod_revision
+        "the current version of key {:?} (revision {mod_revision}) is missing from the history",
+        String::from_utf8_lossy(key)
     ))
 }
 
@@ -407,7 +406,7 @@ fn live_record(
 ) -> Result<LiveRecord> {
     let meta: KeyMeta = decode(kv_record, "kv")?;
     let value = match with_value {
-        true => value_at(get, key, meta.mod_revision)?.ok_or_else(|| missing_version(key, meta))?,
+        true => value_at(get, key, meta.mod_revision)?.ok_or_else(|| missing_version(key, meta.mod_revision))?,
         false => Vec::new(),
     };
     Ok(LiveRecord::of(meta, value))
@@ -428,6 +427,9 @@ pub(crate) trait View {
         with_value: bool,
         f: &mut dyn FnMut(&[u8], &LiveRecord) -> bool,
     ) -> Result<()>;
+    /// The value of live key `key`, whose current version is `mod_revision` (a record
+    /// [`View::scan_live`] gave without its value).
+    fn current_value(&self, key: &[u8], mod_revision: i64) -> Result<Vec<u8>>;
     /// The hist keyspace as seen by this view, over `bounds`.
     fn scan_hist(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool) -> Result<()>;
     /// One live key's revisions and lease at the current revision.
@@ -475,6 +477,11 @@ impl View for SnapshotView<'_> {
             }
         }
         Ok(())
+    }
+
+    fn current_value(&self, key: &[u8], mod_revision: i64) -> Result<Vec<u8>> {
+        value_at(|hk| self.snap.get(&self.store.ks.hist, hk), key, mod_revision)?
+            .ok_or_else(|| missing_version(key, mod_revision))
     }
 
     fn scan_hist(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool) -> Result<()> {
@@ -573,8 +580,12 @@ pub(crate) fn execute_range(view: &dyn View, r: &RangeRequest) -> Result<RangeRe
     let mut count = 0i64;
     let mut kvs = Vec::new();
     // Values are returned unless the request asks for keys or a count only (a keys-only
-    // response sorts by empty values, as its key-values have none).
-    visit_at(view, &range, rev, !r.count_only && !r.keys_only, &mut |key, rec| {
+    // response sorts by empty values, as its key-values have none). At the current
+    // revision each value is a point read into `hist`, so unless the sort needs them all,
+    // they are read after the limit, for the key-values returned only.
+    let values = !r.count_only && !r.keys_only;
+    let values_after = values && rev >= view.revision() && r.sort_target != SortTarget::Value;
+    visit_at(view, &range, rev, values && !values_after, &mut |key, rec| {
         count += 1;
         if !r.count_only && kvs.len() < fetch_limit && filters_pass(r, rec) {
             kvs.push(rec.to_key_value(key, r.keys_only));
@@ -586,6 +597,11 @@ pub(crate) fn execute_range(view: &dyn View, r: &RangeRequest) -> Result<RangeRe
     if r.limit > 0 && kvs.len() > r.limit as usize {
         kvs.truncate(r.limit as usize);
         more = true;
+    }
+    if values_after {
+        for kv in &mut kvs {
+            kv.value = view.current_value(&kv.key, kv.mod_revision)?;
+        }
     }
     Ok(RangeResponse { header: header_at(view.revision()), kvs, more, count })
 }
@@ -805,6 +821,15 @@ impl View for Applier<'_> {
             return Ok(());
         }
         visit_hist(self.store.ks.hist.range(range.hist_bounds()), f)
+    }
+
+    fn current_value(&self, key: &[u8], mod_revision: i64) -> Result<Vec<u8>> {
+        if let Some(Some(rec)) = self.overlay.get(key) {
+            if rec.mod_revision == mod_revision {
+                return Ok(rec.value.clone());
+            }
+        }
+        value_at(|hk| self.store.ks.hist.get(hk), key, mod_revision)?.ok_or_else(|| missing_version(key, mod_revision))
     }
 
     fn key_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>> {
@@ -1188,6 +1213,18 @@ mod tests {
             by_value.sort_target = SortTarget::Value;
             by_value.sort_order = SortOrder::Descend;
             assert_eq!(values(&store.range(&by_value).unwrap()), vec![(&b"b"[..], &b"b1"[..]), (b"a", b"a2")]);
+            // Values read after the limit (key order) and before it (value order).
+            for (target, order, want) in [
+                (SortTarget::Key, SortOrder::None, (&b"a"[..], &b"a2"[..])),
+                (SortTarget::Key, SortOrder::Descend, (b"b", b"b1")),
+                (SortTarget::Mod, SortOrder::Ascend, (b"b", b"b1")),
+                (SortTarget::Value, SortOrder::Ascend, (b"a", b"a2")),
+            ] {
+                let mut limited = RangeRequest::prefix("");
+                (limited.limit, limited.sort_target, limited.sort_order) = (1, target, order);
+                let resp = store.range(&limited).unwrap();
+                assert_eq!((values(&resp), resp.more, resp.count), (vec![want], true, 2), "{target:?} {order:?}");
+            }
             let cmp = |v: &str| TxnRequest {
                 compare: vec![Compare::new("a", CompareResult::Equal, CompareTarget::Value(v.into()))],
                 ..Default::default()
