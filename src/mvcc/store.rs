@@ -838,14 +838,16 @@ impl View for Applier<'_> {
 }
 
 impl Applier<'_> {
+    /// `key`'s state with its value: from this batch's writes, or the committed key
+    /// index and one point read of the current version in `hist`.
     fn live(&self, key: &[u8]) -> Result<Option<LiveRecord>> {
         if let Some(v) = self.overlay.get(key) {
             return Ok(v.clone());
         }
-        match self.store.ks.kv.get(key)? {
-            Some(v) => Ok(Some(live_record(|hk| self.store.ks.hist.get(hk), key, &v, true)?)),
-            None => Ok(None),
-        }
+        let Some(meta) = self.store.index().get(key).copied() else {
+            return Ok(None);
+        };
+        Ok(Some(LiveRecord::of(meta, self.current_value(key, meta.mod_revision)?)))
     }
 
     /// `key`'s revisions and lease, from this batch's writes or the committed key index.
