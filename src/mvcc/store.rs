@@ -396,6 +396,16 @@ fn missing_version(key: &[u8], mod_revision: i64) -> Error {
     ))
 }
 
+/// [`value_at`] for a version that must exist: a live key's current one, read from a
+/// consistent view (missing, it is damage).
+fn current_value_at(
+    get: impl FnOnce(&[u8]) -> std::result::Result<Option<fjall::Slice>, fjall::Error>,
+    key: &[u8],
+    mod_revision: i64,
+) -> Result<Vec<u8>> {
+    value_at(get, key, mod_revision)?.ok_or_else(|| missing_version(key, mod_revision))
+}
+
 /// A live key's `kv` record with its current value read by `get` (or an empty value
 /// without `with_value`).
 fn live_record(
@@ -406,7 +416,7 @@ fn live_record(
 ) -> Result<LiveRecord> {
     let meta: KeyMeta = decode(kv_record, "kv")?;
     let value = match with_value {
-        true => value_at(get, key, meta.mod_revision)?.ok_or_else(|| missing_version(key, meta.mod_revision))?,
+        true => current_value_at(get, key, meta.mod_revision)?,
         false => Vec::new(),
     };
     Ok(LiveRecord::of(meta, value))
@@ -480,8 +490,7 @@ impl View for SnapshotView<'_> {
     }
 
     fn current_value(&self, key: &[u8], mod_revision: i64) -> Result<Vec<u8>> {
-        value_at(|hk| self.snap.get(&self.store.ks.hist, hk), key, mod_revision)?
-            .ok_or_else(|| missing_version(key, mod_revision))
+        current_value_at(|hk| self.snap.get(&self.store.ks.hist, hk), key, mod_revision)
     }
 
     fn scan_hist(&self, range: &KeyRange, f: &mut dyn FnMut(&[u8], i64, &HistRecord) -> bool) -> Result<()> {
@@ -829,7 +838,7 @@ impl View for Applier<'_> {
                 return Ok(rec.value.clone());
             }
         }
-        value_at(|hk| self.store.ks.hist.get(hk), key, mod_revision)?.ok_or_else(|| missing_version(key, mod_revision))
+        current_value_at(|hk| self.store.ks.hist.get(hk), key, mod_revision)
     }
 
     fn key_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>> {
