@@ -2,6 +2,7 @@
 //! to each. Deadlines are not stored: they live in the leader's lessor (`crate::lease`),
 //! and a new leader refreshes them, as etcd does.
 
+use fjall::Readable;
 use serde::{Deserialize, Serialize};
 
 use super::encoding::{decode, encode};
@@ -38,10 +39,11 @@ fn attached_key(id: i64, key: &[u8]) -> Vec<u8> {
 }
 
 impl MvccStore {
-    /// Every lease with its record, ascending by id.
+    /// Every lease with its record, ascending by id, from one consistent view.
     pub(crate) fn leases(&self) -> Result<Vec<(i64, LeaseRecord)>> {
         let mut out = Vec::new();
-        for g in self.keyspaces().lease.iter() {
+        let view = self.read_view()?;
+        for g in view.snap.iter(&self.keyspaces().lease) {
             let (k, v) = g.into_inner()?;
             let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Storage("corrupt lease key".into()))?);
             out.push((id as i64, decode(&v, "lease")?));
@@ -57,10 +59,11 @@ impl MvccStore {
         }
     }
 
-    /// The keys attached to a lease, ascending.
+    /// The keys attached to a lease, ascending, from one consistent view.
     pub(crate) fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
-        for g in self.keyspaces().lease_keys.prefix(lease_key(id)) {
+        let view = self.read_view()?;
+        for g in view.snap.prefix(&self.keyspaces().lease_keys, lease_key(id)) {
             let k = g.key()?;
             out.push(k[8..].to_vec());
         }

@@ -4,11 +4,16 @@
 //! Readers get a consistent view through a sequence lock around each committed batch:
 //! a read sees either all or none of one apply batch, and the revision it reports is
 //! exactly the revision of the data it read.
+//!
+//! Installing a Raft snapshot replaces every keyspace in many batches. For that time
+//! ([`MvccStore::begin_replace`] to [`MvccStore::end_replace`]) readers are served from a
+//! fjall snapshot of the state before the install, so a read never sees a half-loaded
+//! store: it sees the old state until the new one is complete.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fjall::{Database, Keyspace, Readable};
 
@@ -22,6 +27,8 @@ use crate::mvcc::types::*;
 
 const META_REVISION: &[u8] = b"mvcc/revision";
 const META_COMPACT: &[u8] = b"mvcc/compact_revision";
+/// Set in the sequence while a snapshot install replaces the keyspaces.
+const REPLACING: u64 = 1 << 63;
 /// Compaction deletes in batches of this many entries so memory stays bounded.
 const COMPACT_CHUNK_ENTRIES: usize = 4096;
 
@@ -105,7 +112,8 @@ impl MvccKeyspaces {
 pub struct MvccStore {
     db: Database,
     ks: MvccKeyspaces,
-    /// Sequence lock: odd while a batch is being committed.
+    /// Sequence lock: odd while a batch is being committed; [`REPLACING`] set while a
+    /// snapshot install replaces the keyspaces.
     pub(super) seq: AtomicU64,
     revision: AtomicI64,
     compact_revision: AtomicI64,
@@ -118,6 +126,24 @@ pub struct MvccStore {
     /// from `kv` on open and after a snapshot install; 100–150 bytes per live key of up
     /// to 24 bytes (the table and the boxed key), the longer keys' extra bytes on top.
     index: RwLock<HashMap<Box<[u8]>, KeyMeta>>,
+    /// The state before a snapshot install, which readers see until the install ends.
+    frozen: Mutex<Option<Frozen>>,
+}
+
+/// A point-in-time state of the store, kept while a snapshot install runs.
+#[derive(Clone)]
+struct Frozen {
+    snap: fjall::Snapshot,
+    revision: i64,
+    compact: i64,
+}
+
+/// What a read under the sequence lock observed.
+enum Seen<T> {
+    /// The live state, at this revision.
+    Live(T, i64),
+    /// A snapshot install is replacing the keyspaces: read the frozen state instead.
+    Replacing,
 }
 
 impl MvccStore {
@@ -131,6 +157,7 @@ impl MvccStore {
             revision: AtomicI64::new(1),
             compact_revision: AtomicI64::new(0),
             index: RwLock::new(HashMap::new()),
+            frozen: Mutex::new(None),
         };
         store.reload()?;
         // A crash may have cut a compaction's physical deletion short; finish it (when
@@ -142,9 +169,37 @@ impl MvccStore {
         Ok(store)
     }
 
-    /// A fjall snapshot that holds no half-committed apply batch.
+    /// A fjall snapshot that holds no half-committed apply batch (during a snapshot
+    /// install, the state from before it).
     pub(crate) fn consistent_snapshot(&self) -> Result<fjall::Snapshot> {
-        Ok(self.consistent(|| Ok(self.db.snapshot()))?.0)
+        Ok(self.read_view()?.snap)
+    }
+
+    /// Starts replacing the keyspaces' contents (a snapshot install): from now until
+    /// [`MvccStore::end_replace`], reads see the state as it is now. Called by the apply
+    /// loop's owner only, never while an apply batch is open.
+    pub(crate) fn begin_replace(&self) -> Result<()> {
+        let view = self.read_view()?;
+        let frozen = Frozen { snap: view.snap, revision: view.revision, compact: view.compact };
+        *self.frozen_state() = Some(frozen);
+        // Changes the sequence, so a read that began before fails its check and retries.
+        self.seq.fetch_or(REPLACING, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Ends a replacement begun by [`MvccStore::begin_replace`], once the new contents are
+    /// written and [`MvccStore::reload`]ed: reads see the new state from now on.
+    pub(crate) fn end_replace(&self) {
+        // A new sequence value, so a read that began before the replacement and read a
+        // half-loaded keyspace cannot find the sequence unchanged.
+        self.seq.fetch_add(2, Ordering::AcqRel);
+        self.seq.fetch_and(!REPLACING, Ordering::AcqRel);
+        self.frozen_state().take();
+    }
+
+    // Only a clone or a swap runs under the lock; neither panics.
+    fn frozen_state(&self) -> std::sync::MutexGuard<'_, Option<Frozen>> {
+        self.frozen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Re-reads the revision counters and rebuilds the key index from disk (after open or
@@ -195,28 +250,58 @@ impl MvccStore {
     }
 
     /// Runs `f` so that it observes no half-committed batch; returns its result with the
-    /// revision of the state it observed.
-    fn consistent<T>(&self, f: impl Fn() -> Result<T>) -> Result<(T, i64)> {
+    /// revision of the state it observed, or [`Seen::Replacing`] (without running `f` to
+    /// completion) while a snapshot install replaces the keyspaces. An error of `f` is
+    /// returned only if no batch committed meanwhile (one that did may have caused it).
+    fn consistent<T>(&self, f: impl Fn() -> Result<T>) -> Result<Seen<T>> {
         loop {
             let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & REPLACING != 0 {
+                return Ok(Seen::Replacing);
+            }
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
             let rev = self.revision.load(Ordering::Acquire);
-            let out = f()?;
+            let out = f();
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Acquire) == s1 {
-                return Ok((out, rev));
+                return out.map(|o| Seen::Live(o, rev));
             }
         }
     }
 
     /// A point-in-time view of the whole store.
     pub(crate) fn read_view(&self) -> Result<SnapshotView<'_>> {
-        let ((snap, compact), revision) =
-            self.consistent(|| Ok((self.db.snapshot(), self.compact_revision.load(Ordering::Acquire))))?;
-        Ok(SnapshotView { store: self, snap, revision, compact })
+        loop {
+            match self.consistent(|| Ok((self.db.snapshot(), self.compact_revision.load(Ordering::Acquire))))? {
+                Seen::Live((snap, compact), revision) => {
+                    return Ok(SnapshotView { store: self, snap, revision, compact })
+                }
+                Seen::Replacing => {
+                    if let Some(view) = self.frozen_view() {
+                        return Ok(view);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The view of the state frozen by a snapshot install; `None` if the install has
+    /// ended since the caller read the sequence (it looks again).
+    #[cold]
+    #[inline(never)]
+    fn frozen_view(&self) -> Option<SnapshotView<'_>> {
+        let f = self.frozen_state().clone()?;
+        Some(SnapshotView { store: self, snap: f.snap, revision: f.revision, compact: f.compact })
+    }
+
+    /// A range served from the state frozen by a snapshot install.
+    #[cold]
+    #[inline(never)]
+    fn range_during_replace(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        execute_range(&self.read_view()?, req)
     }
 
     /// Serves a range from the local state (no Raft round).
@@ -232,7 +317,7 @@ impl MvccStore {
     /// `keys_only`) its current version from `hist`, one point read, both under the
     /// sequence lock.
     fn get_fast(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        let (found, revision) = self.consistent(|| {
+        let seen = self.consistent(|| {
             let Some(meta) = self.index().get(req.key.as_slice()).copied() else {
                 return Ok(None);
             };
@@ -242,6 +327,11 @@ impl MvccStore {
             };
             Ok(Some((meta, value)))
         })?;
+        let (found, revision) = match seen {
+            Seen::Live(found, revision) => (found, revision),
+            // The key index describes the state being replaced: read the frozen view.
+            Seen::Replacing => return self.range_during_replace(req),
+        };
         let mut resp =
             RangeResponse { header: ResponseHeader { revision, ..Default::default() }, ..Default::default() };
         if let Some((meta, value)) = found {

@@ -87,8 +87,13 @@ impl StateMachine {
         snapshot::verify(path)?;
         inner.snap_meta.insert(KEY_INSTALLING, path.to_string_lossy().as_bytes()).map_err(io_err)?;
         inner.store.db().persist(PersistMode::SyncData).map_err(io_err)?;
+        // Readers see the state from before the install until the new one is complete. A
+        // failure below leaves them there: the node stops on the storage error, and the
+        // marker makes it finish the install when it opens again.
+        inner.store.begin_replace().map_err(io_err)?;
         snapshot::load(path, inner.store.db(), inner.store.keyspaces())?;
         inner.store.reload().map_err(io_err)?;
+        inner.store.end_replace();
         let mut batch = inner.store.db().batch();
         batch.insert(&inner.snap_meta, KEY_CURRENT, path.to_string_lossy().as_bytes());
         batch.remove(&inner.snap_meta, KEY_INSTALLING);
@@ -304,11 +309,73 @@ mod tests {
     }
 
     fn fill(store: &MvccStore, n: usize) {
+        fill_with(store, n, 100);
+    }
+
+    /// Puts `k0000`, `k0001`, ... with values of `len` bytes, one revision each.
+    fn fill_with(store: &MvccStore, n: usize, len: usize) {
         let mut a = store.applier(false);
         for i in 0..n {
-            a.apply(&WriteCommand::Put(PutRequest::new(format!("k{i:04}"), vec![i as u8; 100]))).unwrap();
+            a.apply(&WriteCommand::Put(PutRequest::new(format!("k{i:04}"), vec![i as u8; len]))).unwrap();
         }
         a.commit().unwrap();
+    }
+
+    /// Reads while a snapshot install clears and reloads the keyspaces see the whole old
+    /// state or the whole new one: never a half-loaded store, never an error.
+    #[test]
+    fn reads_during_an_install_see_the_old_state_or_the_new() {
+        use std::sync::atomic::AtomicBool;
+        const OLD_KEYS: i64 = 100;
+        const NEW_KEYS: i64 = 40_000; // ~9 MB: the load takes several batches
+        let src = tempfile::tempdir().unwrap();
+        let (store, sm) = open(src.path());
+        fill_with(&store, NEW_KEYS as usize, 200);
+        let snap = sm.build().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let (store2, sm2) = open(dst.path());
+        fill_with(&store2, OLD_KEYS as usize, 100);
+        let copy = dst.path().join("incoming.part");
+        std::fs::copy(&snap.snapshot.path, &copy).unwrap();
+
+        let started = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let installer = {
+            let (started, done) = (started.clone(), done.clone());
+            std::thread::spawn(move || {
+                started.store(true, Ordering::SeqCst);
+                sm2.load_snapshot_file(&copy).unwrap();
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        let mut during = 0;
+        loop {
+            let began_after_start = started.load(Ordering::SeqCst);
+            let all = store2.range(&RangeRequest { keys_only: true, ..RangeRequest::prefix("k") }).unwrap();
+            let one = store2.range(&RangeRequest::key("k0001")).unwrap();
+            let lease_free = store2.leases().unwrap().is_empty();
+            let finished = done.load(Ordering::SeqCst);
+            let (rev, n) = (all.header.revision, all.count);
+            assert!((rev, n) == (OLD_KEYS + 1, OLD_KEYS) || (rev, n) == (NEW_KEYS + 1, NEW_KEYS), "{rev} {n}");
+            let value_len = one.kvs[0].value.len();
+            match one.header.revision {
+                r if r == OLD_KEYS + 1 => assert_eq!(value_len, 100),
+                r if r == NEW_KEYS + 1 => assert_eq!(value_len, 200),
+                r => panic!("get at revision {r}"),
+            }
+            assert!(lease_free);
+            if began_after_start && !finished {
+                during += 1;
+            }
+            if finished {
+                break;
+            }
+        }
+        installer.join().unwrap();
+        assert!(during > 0, "no read ran during the install");
+        assert_eq!(store2.range(&RangeRequest::prefix("k")).unwrap().count, NEW_KEYS);
+        assert_eq!(store2.range(&RangeRequest::key("k0001")).unwrap().kvs[0].value.len(), 200);
+        assert!(store2.consistent_snapshot().is_ok());
     }
 
     /// A flush inside a batch (here: a txn that reads a past revision) records only the
