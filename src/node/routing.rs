@@ -23,7 +23,12 @@ pub(crate) async fn preassigned_id(
 ) -> Option<u64> {
     for addr in peers {
         let Ok(channel) = clients.get(addr) else { continue };
-        let env = pb::Envelope { cluster_id: 0, payload: encode(&ForwardRequest::LeaderMembers).into(), sender_id: 0 };
+        let env = pb::Envelope {
+            cluster_id: 0,
+            payload: encode(&ForwardRequest::LeaderMembers).into(),
+            sender_id: 0,
+            call_id: 0,
+        };
         let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(5), peer_client(channel).forward(env)).await
         else {
             continue;
@@ -116,19 +121,19 @@ impl Node {
                 .map_err(|_| SendError::Failed(Error::Timeout))?
                 .into(),
             None => {
-                let mut client = peer_client(self.inner.peers.get(addr).map_err(SendError::Failed)?);
                 let env = pb::Envelope {
                     cluster_id: self.cluster_id(),
                     payload: payload.into(),
                     sender_id: self.inner.member_id,
+                    call_id: 0,
                 };
-                match tokio::time::timeout(timeout, client.forward(env)).await {
+                match tokio::time::timeout(timeout, self.inner.peers.forward_call(addr, env)).await {
                     Err(_) => return Err(SendError::Failed(Error::Timeout)),
                     Ok(Err(status)) if never_delivered(&status) => {
                         return Err(SendError::NotDelivered(format!("cannot reach {addr}: {}", status.message())))
                     }
                     Ok(Err(status)) => return Err(SendError::Lost(format!("{addr}: {status}"))),
-                    Ok(Ok(r)) => r.into_inner().payload,
+                    Ok(Ok(r)) => r,
                 }
             }
         };

@@ -1,6 +1,8 @@
 //! Peer transport: openraft's RPCs (and forwarded client requests) over tonic/HTTP2.
 //!
-//! One lazily connected channel per peer, reused by every RPC. Payloads are postcard
+//! One lazily connected channel per peer, reused by every RPC. Forwarded client requests
+//! share one long-lived `ForwardStream` per peer ([`ForwardMux`]), falling back to unary
+//! `Forward` calls to a peer that does not offer it. Payloads are postcard
 //! encoded inside an [`Envelope`] that carries the sender's cluster id; a node refuses
 //! requests from another cluster. Snapshots travel as a client stream of 1 MiB chunks read
 //! from the snapshot file, and are written to a file on the receiving side: neither side
@@ -101,16 +103,93 @@ pub(crate) fn peer_client(channel: Channel) -> PeerClient<Channel> {
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
 }
 
-/// One reusable channel per peer address.
+/// One reusable channel per peer address, and one forward stream per peer.
 #[derive(Default)]
 pub(crate) struct PeerClients {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Open forward streams by peer address (`None`: the peer has no `ForwardStream`, an
+    /// older version; its requests go as unary `Forward` calls).
+    muxes: Mutex<HashMap<String, Option<Arc<ForwardMux>>>>,
     tls: Option<Arc<PeerTls>>,
+}
+
+/// Calls waiting for their answer on a forward stream, by call id.
+type Pending = Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Result<bytes::Bytes, Status>>>>>;
+
+/// Forwarded requests to one peer multiplexed over one `ForwardStream`: each request is
+/// one message with a call id, and its answer comes back with the same id, in any order.
+/// A unary call costs an HTTP/2 stream (headers both ways, trailers, a task on the
+/// server); a message on an open stream costs one data frame each way.
+pub(crate) struct ForwardMux {
+    tx: tokio::sync::mpsc::UnboundedSender<Envelope>,
+    pending: Pending,
+    next: AtomicU64,
+    /// Set when the stream ended; the next call opens a new one.
+    dead: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PeerClients {
     pub fn new(tls: Option<Arc<PeerTls>>) -> Self {
-        PeerClients { channels: Mutex::default(), tls }
+        PeerClients { channels: Mutex::default(), muxes: Mutex::default(), tls }
+    }
+
+    /// Sends a forwarded request to the peer at `addr` and returns the reply's payload:
+    /// over the peer's forward stream (opened on first use, and again after it ended), or
+    /// as a unary `Forward` call to a peer without one. A stream that ends fails the
+    /// calls waiting on it with `Unavailable` ("forward stream ended": they may have
+    /// been executed); a stream that cannot be opened fails like a unary call would.
+    pub async fn forward_call(&self, addr: &str, mut env: Envelope) -> Result<bytes::Bytes, Status> {
+        let Some(mux) = self.mux(addr).await? else {
+            let mut client = peer_client(self.get(addr).map_err(|e| Status::invalid_argument(e.to_string()))?);
+            return Ok(client.forward(env).await?.into_inner().payload);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let id = mux.next.fetch_add(1, Ordering::Relaxed);
+        env.call_id = id;
+        mux.pending.lock().expect("pending calls lock").insert(id, tx);
+        if mux.tx.send(env).is_err() {
+            mux.pending.lock().expect("pending calls lock").remove(&id);
+            return Err(Status::unavailable("forward stream closed"));
+        }
+        rx.await.unwrap_or_else(|_| Err(Status::unavailable("forward stream ended")))
+    }
+
+    /// The open forward stream to `addr` (`None`: the peer has none).
+    async fn mux(&self, addr: &str) -> Result<Option<Arc<ForwardMux>>, Status> {
+        match self.muxes.lock().expect("forward streams lock").get(addr) {
+            Some(None) => return Ok(None),
+            Some(Some(m)) if !m.dead.load(Ordering::Acquire) => return Ok(Some(m.clone())),
+            _ => {}
+        }
+        let channel = self.get(addr).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut client = peer_client(channel);
+        let opened = client.forward_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await;
+        let mut stream = match opened {
+            Ok(r) => r.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                self.muxes.lock().expect("forward streams lock").insert(addr.to_string(), None);
+                return Ok(None);
+            }
+            Err(status) => return Err(status),
+        };
+        let pending: Pending = Arc::default();
+        let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mux = Arc::new(ForwardMux { tx, pending: pending.clone(), next: AtomicU64::new(1), dead: dead.clone() });
+        tokio::spawn(async move {
+            while let Ok(Some(env)) = stream.message().await {
+                let waiter = pending.lock().expect("pending calls lock").remove(&env.call_id);
+                if let Some(w) = waiter {
+                    let _ = w.send(Ok(env.payload));
+                }
+            }
+            dead.store(true, Ordering::Release);
+            for (_, w) in pending.lock().expect("pending calls lock").drain() {
+                let _ = w.send(Err(Status::unavailable("forward stream ended")));
+            }
+        });
+        self.muxes.lock().expect("forward streams lock").insert(addr.to_string(), Some(mux.clone()));
+        Ok(Some(mux))
     }
 
     pub fn get(&self, addr: &str) -> Result<Channel, Error> {
@@ -125,6 +204,7 @@ impl PeerClients {
 
     pub fn clear(&self) {
         self.channels.lock().expect("peer clients lock").clear();
+        self.muxes.lock().expect("forward streams lock").clear();
     }
 }
 
@@ -328,6 +408,7 @@ impl PeerConnection {
             cluster_id: self.cluster_id.load(Ordering::Acquire),
             payload: encode(msg).into(),
             sender_id: self.me,
+            call_id: 0,
         }
     }
 
@@ -433,6 +514,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                 cluster_id: cluster_id.load(Ordering::Acquire),
                 payload: encode(&r).into(),
                 sender_id: me,
+                call_id: 0,
             });
             let opened = client.stream_append(requests).await;
             self.stream_opened(opened.is_ok());
@@ -803,6 +885,7 @@ impl PeerService {
             cluster_id: self.cluster_id.load(Ordering::Acquire),
             payload: encode(&result).into(),
             sender_id: 0,
+            call_id: 0,
         }))
     }
 
@@ -922,6 +1005,48 @@ impl PeerService {
 #[tonic::async_trait]
 impl Peer for PeerService {
     type StreamAppendStream = AppendResultStream;
+    type ForwardStreamStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;
+
+    /// Forwarded requests on one stream: each is checked as a unary `Forward` is (cluster
+    /// id, and the sender's certificate with mutual TLS) and handled in a task of its own;
+    /// the answers go back tagged with the request's call id as they complete.
+    async fn forward_stream(
+        &self,
+        req: TonicRequest<Streaming<Envelope>>,
+    ) -> Result<TonicResponse<Self::ForwardStreamStream>, Status> {
+        let conn = ConnInfo::of(&req);
+        let mut incoming = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Envelope, Status>>();
+        let service = self.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(env)) = incoming.message().await {
+                let call_id = env.call_id;
+                let tx = tx.clone();
+                let cluster_id = service.cluster_id.clone();
+                let reply = move |payload: Vec<u8>| Envelope {
+                    cluster_id: cluster_id.load(Ordering::Acquire),
+                    payload: payload.into(),
+                    sender_id: 0,
+                    call_id,
+                };
+                let checked =
+                    service.check_cluster(env.cluster_id).and_then(|_| service.verify(&conn, env.sender_id, None));
+                match checked {
+                    Ok(peer) => {
+                        let handling = service.forward.handle(env.payload.to_vec(), peer);
+                        tokio::spawn(async move {
+                            let _ = tx.send(Ok(reply(handling.await)));
+                        });
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Ok(reply(encode(&Err::<(), Error>(e)))));
+                    }
+                }
+            }
+        });
+        let replies = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).take_until(self.stopped());
+        Ok(TonicResponse::new(Box::pin(replies)))
+    }
 
     async fn stream_append(
         &self,
@@ -959,7 +1084,12 @@ impl Peer for PeerService {
         let cluster_id = self.cluster_id.clone();
         let results = self.raft()?.stream_append(requests).take_until(self.stopped()).map(move |r| {
             let r: Result<StreamAppendResult<TypeConfig>, Error> = r.map_err(|f| Error::Fatal(f.to_string()));
-            Ok(Envelope { cluster_id: cluster_id.load(Ordering::Acquire), payload: encode(&r).into(), sender_id: 0 })
+            Ok(Envelope {
+                cluster_id: cluster_id.load(Ordering::Acquire),
+                payload: encode(&r).into(),
+                sender_id: 0,
+                call_id: 0,
+            })
         });
         Ok(TonicResponse::new(Box::pin(results)))
     }
@@ -1027,6 +1157,7 @@ impl Peer for PeerService {
             cluster_id: self.cluster_id.load(Ordering::Acquire),
             payload: payload.into(),
             sender_id: 0,
+            call_id: 0,
         }))
     }
 }
