@@ -10,7 +10,7 @@ use super::forward::{ForwardReply, ForwardRequest};
 use super::Node;
 use crate::error::{Error, Result};
 use crate::raft::codec::{decode, encode};
-use crate::raft::network::{pb, peer_client};
+use crate::raft::network::{pb, peer_client, ForwardCallError};
 
 /// The id of a member added by peer address alone (etcd's `MemberAdd` before the node
 /// starts) at `peer_addr`, in the leader's member list asked through the first of `peers`
@@ -129,10 +129,13 @@ impl Node {
                 };
                 match tokio::time::timeout(timeout, self.inner.peers.forward_call(addr, env)).await {
                     Err(_) => return Err(SendError::Failed(Error::Timeout)),
-                    Ok(Err(status)) if never_delivered(&status) => {
+                    Ok(Err(ForwardCallError::Channel(e))) => return Err(SendError::Failed(e)),
+                    Ok(Err(ForwardCallError::Status(status))) if never_delivered(&status) => {
                         return Err(SendError::NotDelivered(format!("cannot reach {addr}: {}", status.message())))
                     }
-                    Ok(Err(status)) => return Err(SendError::Lost(format!("{addr}: {status}"))),
+                    Ok(Err(ForwardCallError::Status(status))) => {
+                        return Err(SendError::Lost(format!("{addr}: {status}")))
+                    }
                     Ok(Ok(r)) => r,
                 }
             }

@@ -113,6 +113,34 @@ pub(crate) struct PeerClients {
     tls: Option<Arc<PeerTls>>,
 }
 
+/// Why a forwarded request got no answer.
+#[derive(Debug)]
+pub(crate) enum ForwardCallError {
+    /// No channel to the peer could be made (a bad address, TLS settings); nothing was sent.
+    Channel(Error),
+    /// The call or the stream failed with this status.
+    Status(Status),
+}
+
+impl From<Status> for ForwardCallError {
+    fn from(s: Status) -> Self {
+        ForwardCallError::Status(s)
+    }
+}
+
+/// Removes a call from the pending table if its caller gives up (a timeout) before the
+/// answer came; disarmed once the answer is in.
+struct PendingCall<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for PendingCall<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().expect("pending calls lock").remove(&self.id);
+    }
+}
+
 /// Calls waiting for their answer on a forward stream, by call id.
 type Pending = Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Result<bytes::Bytes, Status>>>>>;
 
@@ -138,30 +166,33 @@ impl PeerClients {
     /// as a unary `Forward` call to a peer without one. A stream that ends fails the
     /// calls waiting on it with `Unavailable` ("forward stream ended": they may have
     /// been executed); a stream that cannot be opened fails like a unary call would.
-    pub async fn forward_call(&self, addr: &str, mut env: Envelope) -> Result<bytes::Bytes, Status> {
+    pub async fn forward_call(&self, addr: &str, mut env: Envelope) -> Result<bytes::Bytes, ForwardCallError> {
         let Some(mux) = self.mux(addr).await? else {
-            let mut client = peer_client(self.get(addr).map_err(|e| Status::invalid_argument(e.to_string()))?);
+            let mut client = peer_client(self.get(addr).map_err(ForwardCallError::Channel)?);
             return Ok(client.forward(env).await?.into_inner().payload);
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let id = mux.next.fetch_add(1, Ordering::Relaxed);
         env.call_id = id;
         mux.pending.lock().expect("pending calls lock").insert(id, tx);
+        let call = PendingCall { pending: &mux.pending, id };
         if mux.tx.send(env).is_err() {
-            mux.pending.lock().expect("pending calls lock").remove(&id);
-            return Err(Status::unavailable("forward stream closed"));
+            return Err(Status::unavailable("forward stream closed").into());
         }
-        rx.await.unwrap_or_else(|_| Err(Status::unavailable("forward stream ended")))
+        let answer = rx.await;
+        // The reader took the call out of the table to answer it.
+        std::mem::forget(call);
+        Ok(answer.unwrap_or_else(|_| Err(Status::unavailable("forward stream ended")))?)
     }
 
     /// The open forward stream to `addr` (`None`: the peer has none).
-    async fn mux(&self, addr: &str) -> Result<Option<Arc<ForwardMux>>, Status> {
+    async fn mux(&self, addr: &str) -> Result<Option<Arc<ForwardMux>>, ForwardCallError> {
         match self.muxes.lock().expect("forward streams lock").get(addr) {
             Some(None) => return Ok(None),
             Some(Some(m)) if !m.dead.load(Ordering::Acquire) => return Ok(Some(m.clone())),
             _ => {}
         }
-        let channel = self.get(addr).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let channel = self.get(addr).map_err(ForwardCallError::Channel)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut client = peer_client(channel);
         let opened = client.forward_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await;
@@ -171,7 +202,7 @@ impl PeerClients {
                 self.muxes.lock().expect("forward streams lock").insert(addr.to_string(), None);
                 return Ok(None);
             }
-            Err(status) => return Err(status),
+            Err(status) => return Err(status.into()),
         };
         let pending: Pending = Arc::default();
         let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -979,6 +1010,22 @@ impl PeerService {
         })))
     }
 
+    /// A forwarded request from the peer port, checked as every forwarded request is
+    /// (cluster id; with mutual TLS, the sender): the future gives the encoded reply.
+    fn checked_forward(
+        &self,
+        conn: &ConnInfo,
+        env: Envelope,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>> {
+        match self.check_cluster(env.cluster_id).and_then(|_| self.verify(conn, env.sender_id, None)) {
+            Ok(peer) => self.forward.handle(env.payload.to_vec(), peer),
+            Err(e) => {
+                let refusal = encode(&Err::<(), Error>(e));
+                Box::pin(async move { refusal })
+            }
+        }
+    }
+
     /// A client request forwarded by a node of this process on the same [`LocalNetwork`]
     /// (`payload` encoded as over gRPC); returns the encoded reply.
     pub(crate) async fn local_forward(&self, cluster_id: u64, payload: Vec<u8>) -> Vec<u8> {
@@ -1029,19 +1076,10 @@ impl Peer for PeerService {
                     sender_id: 0,
                     call_id,
                 };
-                let checked =
-                    service.check_cluster(env.cluster_id).and_then(|_| service.verify(&conn, env.sender_id, None));
-                match checked {
-                    Ok(peer) => {
-                        let handling = service.forward.handle(env.payload.to_vec(), peer);
-                        tokio::spawn(async move {
-                            let _ = tx.send(Ok(reply(handling.await)));
-                        });
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Ok(reply(encode(&Err::<(), Error>(e)))));
-                    }
-                }
+                let handling = service.checked_forward(&conn, env);
+                tokio::spawn(async move {
+                    let _ = tx.send(Ok(reply(handling.await)));
+                });
             }
         });
         let replies = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).take_until(self.stopped());
@@ -1144,15 +1182,7 @@ impl Peer for PeerService {
 
     async fn forward(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
         let conn = ConnInfo::of(&req);
-        let env = req.into_inner();
-        if let Err(e) = self.check_cluster(env.cluster_id) {
-            return self.reply::<()>(Err(e));
-        }
-        let peer = match self.verify(&conn, env.sender_id, None) {
-            Ok(p) => p,
-            Err(e) => return self.reply::<()>(Err(e)),
-        };
-        let payload = self.forward.handle(env.payload.to_vec(), peer).await;
+        let payload = self.checked_forward(&conn, req.into_inner()).await;
         Ok(TonicResponse::new(Envelope {
             cluster_id: self.cluster_id.load(Ordering::Acquire),
             payload: payload.into(),
