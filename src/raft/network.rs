@@ -1223,6 +1223,171 @@ mod tests {
         book
     }
 
+    /// A peer port with only the forwarding RPCs: `ForwardStream` if `streams` (else
+    /// `Unimplemented`, as an older version answers), and unary `Forward`. Either answers a
+    /// request with its payload, except `slow` (answered after 300 ms), `hang` (never
+    /// answered) and `end` (ends the stream of replies).
+    #[derive(Clone)]
+    struct FakePeer {
+        streams: bool,
+        opened: Arc<AtomicU64>,
+        unary: Arc<AtomicU64>,
+    }
+
+    impl FakePeer {
+        async fn serve(streams: bool) -> (Self, String) {
+            let fake = FakePeer { streams, opened: Arc::default(), unary: Arc::default() };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let server = tonic::transport::Server::builder().add_service(PeerServer::new(fake.clone()));
+            tokio::spawn(server.serve_with_incoming(incoming));
+            (fake, addr)
+        }
+    }
+
+    fn envelope(payload: &str) -> Envelope {
+        Envelope { cluster_id: 7, payload: payload.as_bytes().to_vec().into(), sender_id: 1, call_id: 0 }
+    }
+
+    #[tonic::async_trait]
+    impl Peer for FakePeer {
+        type StreamAppendStream = AppendResultStream;
+        type ForwardStreamStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;
+
+        async fn forward_stream(
+            &self,
+            req: TonicRequest<Streaming<Envelope>>,
+        ) -> Result<TonicResponse<Self::ForwardStreamStream>, Status> {
+            if !self.streams {
+                return Err(Status::unimplemented("no ForwardStream here"));
+            }
+            self.opened.fetch_add(1, Ordering::SeqCst);
+            let mut incoming = req.into_inner();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Envelope, Status>>();
+            tokio::spawn(async move {
+                // Senders of unanswered calls: the replies end when the last goes.
+                let mut held = Vec::new();
+                while let Ok(Some(env)) = incoming.message().await {
+                    let tx = tx.clone();
+                    match &env.payload[..] {
+                        b"end" => return,
+                        b"hang" => held.push(tx),
+                        b"slow" => {
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                let _ = tx.send(Ok(env));
+                            });
+                        }
+                        _ => {
+                            let _ = tx.send(Ok(env));
+                        }
+                    }
+                }
+            });
+            Ok(TonicResponse::new(Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))))
+        }
+
+        async fn forward(&self, req: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+            self.unary.fetch_add(1, Ordering::SeqCst);
+            Ok(TonicResponse::new(req.into_inner()))
+        }
+
+        async fn stream_append(
+            &self,
+            _: TonicRequest<Streaming<Envelope>>,
+        ) -> Result<TonicResponse<Self::StreamAppendStream>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn append_entries(&self, _: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn vote(&self, _: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn pre_vote(&self, _: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn transfer_leader(&self, _: TonicRequest<Envelope>) -> Result<TonicResponse<Envelope>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+
+        async fn install_snapshot(
+            &self,
+            _: TonicRequest<Streaming<SnapshotChunk>>,
+        ) -> Result<TonicResponse<Envelope>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+    }
+
+    #[tokio::test]
+    async fn forwarded_calls_share_one_stream_and_get_their_own_answers() {
+        let (fake, addr) = FakePeer::serve(true).await;
+        let clients = PeerClients::new(None);
+        // Opened on first use.
+        assert_eq!(&clients.forward_call(&addr, envelope("first")).await.unwrap()[..], b"first");
+        // A slow answer does not hold up, or get mixed up with, those sent after it.
+        let slow = clients.forward_call(&addr, envelope("slow"));
+        let fast = async {
+            let fast = clients.forward_call(&addr, envelope("fast")).await.unwrap();
+            (fast, std::time::Instant::now())
+        };
+        let (slow, (fast, fast_at)) = tokio::join!(slow, fast);
+        assert!(
+            std::time::Instant::now() - fast_at >= Duration::from_millis(100),
+            "the fast answer came before the slow one"
+        );
+        assert_eq!((&slow.unwrap()[..], &fast[..]), (&b"slow"[..], &b"fast"[..]));
+        assert_eq!((fake.opened.load(Ordering::SeqCst), fake.unary.load(Ordering::SeqCst)), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_forward_stream_that_ends_fails_its_calls_and_the_next_call_reopens_it() {
+        let (fake, addr) = FakePeer::serve(true).await;
+        let clients = PeerClients::new(None);
+        assert_eq!(&clients.forward_call(&addr, envelope("ping")).await.unwrap()[..], b"ping");
+        let hang = clients.forward_call(&addr, envelope("hang"));
+        let end = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            clients.forward_call(&addr, envelope("end")).await
+        };
+        let both = tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(hang, end) });
+        let (hang, end) = both.await.expect("the calls on the ended stream fail, not wait");
+        for r in [hang, end] {
+            match r {
+                Err(ForwardCallError::Status(s)) => assert_eq!(s.code(), tonic::Code::Unavailable, "{s}"),
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
+        assert!(clients.muxes.lock().unwrap()[&addr].as_ref().unwrap().pending.lock().unwrap().is_empty());
+        assert_eq!(&clients.forward_call(&addr, envelope("again")).await.unwrap()[..], b"again");
+        assert_eq!(fake.opened.load(Ordering::SeqCst), 2);
+        // A caller that gives up leaves no entry behind.
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), clients.forward_call(&addr, envelope("hang")));
+        assert!(gave_up.await.is_err());
+        assert!(clients.muxes.lock().unwrap()[&addr].as_ref().unwrap().pending.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_forward_streams_gets_unary_calls() {
+        let (fake, addr) = FakePeer::serve(false).await;
+        let clients = PeerClients::new(None);
+        for p in ["one", "two", "three"] {
+            assert_eq!(&clients.forward_call(&addr, envelope(p)).await.unwrap()[..], p.as_bytes());
+        }
+        assert_eq!(fake.unary.load(Ordering::SeqCst), 3);
+        assert!(clients.muxes.lock().unwrap()[&addr].is_none(), "the peer is remembered as one without streams");
+        // Dropping the connections (a membership change) forgets that: the peer may have
+        // been upgraded.
+        clients.clear();
+        assert_eq!(&clients.forward_call(&addr, envelope("four")).await.unwrap()[..], b"four");
+        assert_eq!(fake.unary.load(Ordering::SeqCst), 4);
+    }
+
     #[test]
     fn peer_certificate_must_cover_its_members_host() {
         let book = book(&[(1, "127.0.0.1:7001"), (2, "10.1.2.3:7001"), (3, "n3.example:7001")]);
