@@ -611,11 +611,18 @@ impl Node {
         })
     }
 
-    /// The members as this node knows them (local; no network round).
+    /// The members as this node knows them (local; no network round), by id: the
+    /// membership in its Raft log, read from Raft's own metrics rather than the copy the
+    /// node's observer task keeps, so a membership change this node has applied (or
+    /// appended: a change takes effect once in the log) is always listed.
     pub fn members(&self) -> Result<Vec<Member>> {
-        self.running()?;
-        let members = self.inner.observed.members.read().expect("members lock");
-        Ok(members.iter().map(|(id, (addrs, voter))| Member::from_addrs(*id, addrs, !voter)).collect())
+        let running = self.running()?;
+        let metrics = running.metrics.borrow_watched();
+        let membership = metrics.membership_config.membership();
+        Ok(membership
+            .nodes()
+            .map(|(id, addrs)| Member::from_addrs(*id, addrs, !membership.voter_ids().any(|v| v == *id)))
+            .collect())
     }
 
     /// Stops the node: a leader first hands leadership to the most up-to-date voter (so

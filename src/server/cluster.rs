@@ -97,8 +97,6 @@ impl Cluster for Shared {
         self.unary(RequestKind::MemberList, async {
             if linearizable || self.node.has_live_leader() {
                 self.node.read_barrier().await?;
-                // The membership view follows the log through the metrics observer.
-                tokio::task::yield_now().await;
             }
             Ok(pb::MemberListResponse {
                 header: convert::header(self.node.header_now()),
