@@ -387,7 +387,12 @@ fn maintenance_commands() {
     let target = c.nodes[(leader + 1) % 3].id();
     let moved = ok(&c.endpoints[leader], &["move-leader", &format!("{target:x}")]);
     assert!(moved.contains("Leadership transferred"), "{moved}");
-    assert_eq!(c.nodes[leader].leader(), Some(target));
+    // The old leader's view of the leader follows Raft's metrics a moment later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.nodes[leader].leader() != Some(target) {
+        assert!(Instant::now() < deadline, "the old leader still names {:?}", c.nodes[leader].leader());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(fails(&all, &["move-leader", "1234"]).contains("bad leader transferee"));
 
     // Alarms: none raised.

@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,9 +85,9 @@ impl History {
     }
 }
 
-async fn client_loop(client: Node, id: usize, history: Arc<History>, until: Instant) {
+async fn client_loop(client: Node, id: usize, history: Arc<History>, stop: Arc<AtomicBool>) {
     let mut n = 0u64;
-    while Instant::now() < until {
+    while !stop.load(Ordering::Relaxed) {
         n += 1;
         let key = format!("reg{}", n % 3);
         if n.is_multiple_of(2) {
@@ -137,12 +138,15 @@ async fn sigkilled_leaders_and_whole_cluster_lose_nothing_and_stay_linearizable(
     assert!(stderr.contains("locked by another quorumkv node"), "{stderr}");
 
     let history = Arc::new(History { start: Instant::now(), ops: Mutex::default(), acknowledged: Mutex::default() });
-    let until = Instant::now() + Duration::from_secs(8);
+    let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> =
-        (0..4).map(|id| tokio::spawn(client_loop(client.clone(), id, history.clone(), until))).collect();
-    // Kill the leader process every ~2 s, restart it half a second later.
+        (0..4).map(|id| tokio::spawn(client_loop(client.clone(), id, history.clone(), stop.clone()))).collect();
+    // Kill the leader process every ~2 s, restart it half a second later: at least
+    // twice, for at least 5.5 s (an iteration finding no leader, mid-election, kills
+    // nothing), then let the clients run 2.5 s more.
+    let (min_end, deadline) = (Instant::now() + Duration::from_millis(5500), Instant::now() + Duration::from_secs(40));
     let mut kills = 0;
-    while Instant::now() + Duration::from_millis(2500) < until {
+    while (kills < 2 || Instant::now() < min_end) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         if let Some(i) = leader_process(&client, &cluster) {
             cluster.kill(i);
@@ -151,6 +155,8 @@ async fn sigkilled_leaders_and_whole_cluster_lose_nothing_and_stay_linearizable(
             cluster.start(i);
         }
     }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }

@@ -118,11 +118,17 @@ async fn server_only_tls_cluster_and_a_node_joining_it() {
     assert!(network.addresses().is_empty());
     assert_eq!(network.deliveries(), 0);
     // Without client certificate auth a joining node needs only the CA and its own certificate.
-    let n3 = Node::start(joiner(&spec, "n3", &nodes[1], ca.leaf("n3", &["127.0.0.1"], &ca).client_cert_auth(false)))
-        .await
-        .unwrap();
+    let mut cfg = joiner(&spec, "n3", &nodes[1], ca.leaf("n3", &["127.0.0.1"], &ca).client_cert_auth(false));
+    // A join that succeeds and a first read over new TLS connections: the usual timeout,
+    // not the short one the refused joiners of the other tests use.
+    cfg.request_timeout_ms = 5_000;
+    let n3 = Node::start(cfg).await.unwrap();
     assert_eq!(n3.get("k").await.unwrap().unwrap().value, b"v");
-    assert_eq!(nodes[0].members().unwrap().len(), 3);
+    // Each member lists the new one once it applied the change.
+    eventually("every member lists n3", Duration::from_secs(10), || {
+        nodes.iter().all(|n| n.members().map(|m| m.len() == 3).unwrap_or(false))
+    })
+    .await;
     n3.stop().await.unwrap();
     stop_all(&nodes).await;
 }

@@ -51,9 +51,11 @@ def test_sixteen_writers_do_not_starve_other_threads(node: quorumkv.Node) -> Non
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     expected = elapsed / 0.0101
     print(f"{puts} puts in {elapsed:.2f}s ({puts / elapsed:.0f}/s); ticker {len(ticks)} of ~{expected:.0f}, max gap {max(gaps) * 1000:.1f} ms")
-    # The ticker wants the GIL 100 times a second: it gets it most of the time.
-    assert len(ticks) >= 0.5 * expected
-    assert max(gaps) < 0.25
+    # The ticker wants the GIL 100 times a second: it gets it a good part of the time.
+    # (A put that held the GIL while waiting for its commit would leave it a 17th of
+    # the GIL at best.) The bounds leave room for a loaded CI machine's scheduling.
+    assert len(ticks) >= 0.3 * expected
+    assert max(gaps) < 1.0
     assert node.range("t/", prefix=True, count_only=True).count == min(puts, 1600)
 
 

@@ -56,6 +56,16 @@ pub fn fast(mut c: NodeConfig) -> NodeConfig {
     c
 }
 
+/// Timeouts for tests that assert no election happens while a cluster idles: heartbeats
+/// every 100 ms, elections after 1–2 s of silence. Heartbeats share the library's one
+/// runtime with every other test of the binary, so a busy machine can stall them for a
+/// few hundred milliseconds: longer than [`fast`]'s 300 ms election timeout.
+pub fn idle_tolerant(mut c: NodeConfig) -> NodeConfig {
+    c.heartbeat_interval_ms = 100;
+    c.election_timeout_ms = 1_000;
+    c
+}
+
 pub struct ClusterSpec {
     pub dir: tempfile::TempDir,
     pub members: Vec<(String, String)>,
