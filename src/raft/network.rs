@@ -1049,10 +1049,13 @@ impl PeerService {
     }
 }
 
+/// The answers of a `ForwardStream`, tagged with their call ids.
+type ForwardReplies = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     type StreamAppendStream = AppendResultStream;
-    type ForwardStreamStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;
+    type ForwardStreamStream = ForwardReplies;
 
     /// Forwarded requests on one stream: each is checked as a unary `Forward` is (cluster
     /// id, and the sender's certificate with mutual TLS) and handled in a task of its own;
@@ -1253,7 +1256,7 @@ mod tests {
     #[tonic::async_trait]
     impl Peer for FakePeer {
         type StreamAppendStream = AppendResultStream;
-        type ForwardStreamStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;
+        type ForwardStreamStream = ForwardReplies;
 
         async fn forward_stream(
             &self,
