@@ -1228,7 +1228,7 @@ mod tests {
 
     /// A peer port with only the forwarding RPCs: `ForwardStream` if `streams` (else
     /// `Unimplemented`, as an older version answers), and unary `Forward`. Either answers a
-    /// request with its payload, except `slow` (answered after 300 ms), `hang` (never
+    /// request with its payload, except `slow` (answered after 1 s), `hang` (never
     /// answered) and `end` (ends the stream of replies).
     #[derive(Clone)]
     struct FakePeer {
@@ -1278,7 +1278,7 @@ mod tests {
                         b"hang" => held.push(tx),
                         b"slow" => {
                             tokio::spawn(async move {
-                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                tokio::time::sleep(Duration::from_secs(1)).await;
                                 let _ = tx.send(Ok(env));
                             });
                         }
@@ -1341,7 +1341,7 @@ mod tests {
         };
         let (slow, (fast, fast_at)) = tokio::join!(slow, fast);
         assert!(
-            std::time::Instant::now() - fast_at >= Duration::from_millis(100),
+            std::time::Instant::now() - fast_at >= Duration::from_millis(300),
             "the fast answer came before the slow one"
         );
         assert_eq!((&slow.unwrap()[..], &fast[..]), (&b"slow"[..], &b"fast"[..]));
